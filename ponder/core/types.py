@@ -1,0 +1,229 @@
+"""The data that crosses ponder's seams: requests to a model, what comes back, and results.
+
+Every scheme, backend, scorer, the CLI and the server speak these types, and nothing else.
+Plain dataclasses (no pydantic, no torch) so the core imports in milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from ponder.core.errors import ConfigError
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+FinishReason = Literal["stop", "length", "cancelled"]
+
+MAX_N = 1024  # more samples than this for one request is a typo, not a plan
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one request; validates itself (after vLLM's `SamplingParams`).
+
+    temperature == 0 means greedy. `top_k = 0` and `top_p = 1.0` switch those filters off.
+    `seed` makes sampling reproducible for a given backend, prompt and batch shape.
+    `logprobs` asks for the log-probability of every sampled token (and, if > 0, that many
+    alternatives per position) where the backend can give them.
+    """
+
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        elif not isinstance(self.stop, tuple):
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if not 1 <= self.n <= MAX_N:
+            raise ConfigError("n", self.n, f"use a number of samples between 1 and {MAX_N}")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ConfigError("temperature", self.temperature, "use 0 (greedy) or a positive number")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError("top_p", self.top_p, "use a number in (0, 1]; 1 disables it")
+        if self.top_k < 0:
+            raise ConfigError("top_k", self.top_k, "use 0 (disabled) or a positive integer")
+        if self.max_tokens <= 0:
+            raise ConfigError("max_tokens", self.max_tokens, "use a positive number of tokens")
+        if any(not s for s in self.stop):
+            raise ConfigError("stop", self.stop, "stop strings must be non-empty")
+        if self.logprobs is not None and not 0 <= self.logprobs <= 20:
+            raise ConfigError("logprobs", self.logprobs, "use an integer between 0 and 20")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def with_(self, **changes: Any) -> SamplingParams:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt for the batched `LanguageModel.generate` call.
+
+    Exactly one of `messages` (a chat, templated by the backend) or `prefix` (raw text that the
+    model continues verbatim, e.g. a templated chat plus a partial assistant answer) is given.
+    """
+
+    params: SamplingParams = field(default_factory=SamplingParams)
+    messages: tuple[Message, ...] | None = None
+    prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prefix is None):
+            raise ConfigError("request", "messages/prefix", "give exactly one of messages or prefix")
+        if self.messages is not None and not isinstance(self.messages, tuple):
+            object.__setattr__(self, "messages", tuple(self.messages))
+
+
+@dataclass
+class Completion:
+    """One sampled continuation.
+
+    `token_logprobs[i]` is log p(token_ids[i]) under the sampling distribution's model logits
+    (before temperature), when logprobs were asked for. `prompt_tokens` counts the prompt as the
+    model saw it; `cached_tokens` how many of those were reused from a cache instead of prefilled.
+    """
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    token_logprobs: list[float] | None = None
+    top_logprobs: list[dict[str, float]] | None = None
+    stop_string: str | None = None  # the stop string that ended it, if any (not in `text`)
+
+
+@dataclass
+class Usage:
+    """What a result cost. `reasoning_tokens` counts every completion token spent thinking,
+    discarded samples and search branches included; for ponder's schemes that is all of them
+    (the final answer is extracted from the reasoning, not generated apart)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    model_calls: int = 0
+    seconds: float = 0.0
+
+    def add_completions(self, completions: Iterable[Completion], *, reasoning: bool = True) -> None:
+        """Account for one batched model call that returned `completions`."""
+        self.model_calls += 1
+        for c in completions:
+            self.prompt_tokens += c.prompt_tokens
+            self.completion_tokens += c.completion_tokens
+            self.cached_tokens += c.cached_tokens
+            if reasoning:
+                self.reasoning_tokens += c.completion_tokens
+
+    def __iadd__(self, other: Usage) -> Usage:
+        for k, v in asdict(other).items():
+            setattr(self, k, getattr(self, k) + v)
+        return self
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_tokens": self.total_tokens}
+
+
+@dataclass
+class Node:
+    """A step of reasoning: a whole chain for chain schemes, one step for tree schemes."""
+
+    id: int
+    parent: int | None
+    text: str
+    tokens: int = 0
+    score: float | None = None
+    answer: str | None = None
+    visits: int = 0
+    value: float = 0.0
+    children: list[int] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Trace:
+    """One trace type for every scheme: a forest of nodes and the chosen path (root -> leaf).
+
+    Chains are root-level nodes (self-consistency: N roots); trees link children to parents;
+    graph merges (aggregate) record their sources in `meta["sources"]`.
+    """
+
+    scheme: str = ""
+    nodes: list[Node] = field(default_factory=list)
+    chosen: list[int] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, text: str, parent: int | None = None, **kw: Any) -> Node:
+        node = Node(id=len(self.nodes), parent=parent, text=text, **kw)
+        self.nodes.append(node)
+        if parent is not None:
+            self.nodes[parent].children.append(node.id)
+        return node
+
+    def path(self, leaf: int) -> list[int]:
+        ids = [leaf]
+        while (parent := self.nodes[ids[-1]].parent) is not None:
+            ids.append(parent)
+        return ids[::-1]
+
+    def roots(self) -> list[Node]:
+        return [n for n in self.nodes if n.parent is None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trace:
+        nodes = [Node(**n) for n in d.get("nodes", [])]
+        return cls(scheme=d.get("scheme", ""), nodes=nodes, chosen=list(d.get("chosen", [])),
+                   meta=dict(d.get("meta", {})))
+
+
+@dataclass
+class Result:
+    """What every scheme returns.
+
+    `answer` is the extracted, normalised final answer (None if none was found); `content` is
+    what a user is shown as the reply; `reasoning` is the chosen chain of thought.
+    `finish_reason` is "length" when the budget ran out before any answer was found.
+    """
+
+    answer: str | None
+    content: str
+    reasoning: str
+    trace: Trace
+    usage: Usage
+    finish_reason: FinishReason = "stop"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "content": self.content,
+            "reasoning": self.reasoning,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage.to_dict(),
+            "trace": self.trace.to_dict(),
+        }
+
+
+def user(content: str, system: str | None = None) -> tuple[Message, ...]:
+    """The common one-question chat."""
+    head: Sequence[Message] = [{"role": "system", "content": system}] if system else []
+    return (*head, {"role": "user", "content": content})

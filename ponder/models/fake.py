@@ -1,0 +1,117 @@
+"""A scripted language model for fast tests (after DSPy's `DummyLM` and nanochat's `MockModel`).
+
+It honours the whole `LanguageModel` contract — n, stop strings, max_tokens, finish reasons,
+token counts, streaming callbacks, cancellation — so schemes and the server can be tested in
+milliseconds. A "token" is a whitespace-separated word (plus the whitespace before it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections.abc import Callable, Sequence
+
+from ponder.core.protocols import OnText, ShouldStop
+from ponder.core.types import Completion, GenerationRequest, Message
+
+# script(prompt_text, sample_index) -> the full text the model "wants" to write
+Script = Callable[[str, int], str]
+_TOKEN = re.compile(r"\s*\S+|\s+$")
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+class ScriptedModel:
+    """Returns scripted text. `script` is a function of (prompt, sample index) or a list of
+    strings handed out in order, cycling. `logprob` optionally scores each completion's tokens
+    (one float per token, for scorers that read logprobs)."""
+
+    def __init__(
+        self,
+        script: Script | Sequence[str],
+        *,
+        name: str = "fake",
+        logprob: Callable[[str], float] | None = None,
+        delay_per_token: float = 0.0,
+    ) -> None:
+        if callable(script):
+            self._script: Script = script
+        else:
+            texts = itertools.cycle(list(script))
+            lock = threading.Lock()
+
+            def next_text(_prompt: str, _i: int) -> str:
+                with lock:
+                    return next(texts)
+
+            self._script = next_text
+        self.name = name
+        self._logprob = logprob
+        self._delay = delay_per_token
+        self.calls: list[list[GenerationRequest]] = []  # for tests to inspect
+
+    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
+        text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
+        return text + ("<|assistant|>\n" if add_generation_prompt else "")
+
+    def count_tokens(self, text: str) -> int:
+        return len(tokenize(text))
+
+    def close(self) -> None:
+        pass
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        on_text: OnText | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> list[list[Completion]]:
+        self.calls.append(list(requests))
+        out = []
+        for r, req in enumerate(requests):
+            prompt = req.prefix if req.prefix is not None else self.render_chat(req.messages or ())
+            out.append([
+                self._one(prompt, r, i, req, on_text, should_stop) for i in range(req.params.n)
+            ])
+        return out
+
+    def _one(
+        self, prompt: str, r: int, i: int, req: GenerationRequest,
+        on_text: OnText | None, should_stop: ShouldStop | None,
+    ) -> Completion:
+        p = req.params
+        full = self._script(prompt, i)
+        stop_at, stop_string = len(full), None
+        for s in p.stop:
+            k = full.find(s)
+            if 0 <= k < stop_at:
+                stop_at, stop_string = k, s
+        pieces = tokenize(full[:stop_at])
+        finish = "stop"
+        if len(pieces) > p.max_tokens:
+            pieces, finish, stop_string = pieces[: p.max_tokens], "length", None
+        emitted: list[str] = []
+        for piece in pieces:
+            if should_stop is not None and should_stop():
+                finish, stop_string = "cancelled", None
+                break
+            if self._delay:
+                threading.Event().wait(self._delay)
+            emitted.append(piece)
+            if on_text is not None:
+                on_text(r, i, piece)
+        text = "".join(emitted)
+        lp = self._logprob(text) if self._logprob else None
+        return Completion(
+            text=text,
+            token_ids=[hash(t) & 0xFFFF for t in emitted],
+            finish_reason=finish,  # type: ignore[arg-type]
+            prompt_tokens=self.count_tokens(prompt),
+            completion_tokens=len(emitted),
+            token_logprobs=[lp / max(len(emitted), 1)] * len(emitted) if lp is not None else None,
+            stop_string=stop_string,
+        )
