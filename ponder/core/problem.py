@@ -1,0 +1,27 @@
+"""A problem as a scheme sees it: the prompt, and how to read and compare answers.
+
+Tasks (ponder/tasks) build these; schemes only read them. Keeping answer handling here lets one
+scheme serve GSM8K numbers, MATH expressions, Game-of-24 equations and Yes/No questions alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ponder.core.types import Message
+
+
+def _identity(answer: str) -> str:
+    return answer.strip()
+
+
+@dataclass(frozen=True)
+class Problem:
+    question: str
+    messages: tuple[Message, ...]
+    extract: Callable[[str], str | None]  # completion text -> answer (None if it has none)
+    key: Callable[[str], str] = _identity  # answer -> voting key; equal keys = same answer
+    step_delimiter: str = "\n\n"  # where tree schemes cut a chain into steps
+    id: str | None = None
+    gold: str | None = None

@@ -1,0 +1,78 @@
+"""The scheme table: every way ponder can think, by name (after search-and-learn's APPROACHES).
+
+`get_scheme("self-consistency@8", temperature=0.5)` returns a ready `Scheme`; `name@N` sets the
+number of samples (or, for tree schemes, their main width) wherever a scheme is named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ponder.core.errors import ConfigError, UnknownName
+from ponder.core.problem import Problem
+from ponder.core.protocols import LanguageModel, OnText, Scorer, ShouldStop
+from ponder.core.types import Result
+from ponder.schemes import adaptive, best_of_n, cot, self_consistency
+from ponder.schemes.base import Run, SchemeConfig
+
+
+@dataclass(frozen=True)
+class Entry:
+    run: Callable[..., Result]
+    config: type[SchemeConfig]
+    summary: str
+
+
+SCHEMES: dict[str, Entry] = {
+    "cot": Entry(cot.run, cot.Config, "one chain of thought, greedy"),
+    "self-consistency": Entry(self_consistency.run, self_consistency.Config,
+                              "N chains, majority vote"),
+    "adaptive": Entry(adaptive.run, adaptive.Config,
+                      "self-consistency in batches, stops when the vote is decided"),
+    "best-of-n": Entry(best_of_n.run, best_of_n.Config,
+                       "N chains, scored; best or score-weighted vote"),
+}
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+    entry: Entry
+    config: SchemeConfig
+
+    def __call__(self, problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
+                 on_text: OnText | None = None, should_stop: ShouldStop | None = None) -> Result:
+        run = Run(model, self.config, self.name, on_text=on_text, should_stop=should_stop)
+        return self.entry.run(problem, model=model, scorer=scorer, config=self.config, run=run)
+
+
+def parse_spec(spec: str) -> tuple[str, int | None]:
+    """'self-consistency@8' -> ('self-consistency', 8); 'cot' -> ('cot', None)."""
+    name, at, count = spec.strip().partition("@")
+    if not at:
+        return name, None
+    if not count.isdigit() or int(count) < 1:
+        raise ConfigError("scheme", spec, "write name@N with N a positive integer, e.g. "
+                          "self-consistency@8")
+    return name, int(count)
+
+
+def get_scheme(spec: str, **overrides: Any) -> Scheme:
+    """A scheme by name (`name@N` allowed) with config overrides; None values are ignored."""
+    name, n = parse_spec(spec)
+    if name not in SCHEMES:
+        raise UnknownName("scheme", name, SCHEMES)
+    entry = SCHEMES[name]
+    valid = {f.name for f in fields(entry.config)}
+    settings = {k: v for k, v in overrides.items() if v is not None}
+    if n is not None:
+        settings["n"] = n
+    unknown = sorted(set(settings) - valid)
+    if unknown:
+        raise ConfigError(unknown[0], settings[unknown[0]],
+                          f"scheme {name!r} takes {', '.join(sorted(valid))}")
+    if name == "cot" and settings.get("n", 1) != 1:
+        raise ConfigError("n", settings["n"], "cot samples one chain; use self-consistency@N")
+    return Scheme(name, entry, entry.config(**settings))

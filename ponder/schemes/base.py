@@ -1,0 +1,127 @@
+"""What every scheme shares: its config base and a run context that meters the model.
+
+A scheme is `run(problem, *, model, scorer, config) -> Result`. It asks the model only through
+`Run.sample`, which counts usage, keeps the token budget and forwards streaming callbacks, so
+no scheme can forget to account for a call or overspend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ponder.core.errors import ConfigError
+from ponder.core.problem import Problem
+from ponder.core.protocols import LanguageModel, OnText, ShouldStop
+from ponder.core.types import MAX_N, Completion, FinishReason, GenerationRequest, Node, \
+    Result, SamplingParams, Trace, Usage
+
+
+@dataclass
+class SchemeConfig:
+    """Sampling and budget settings common to all schemes (each scheme subclasses it).
+
+    `max_tokens` bounds one chain; `token_budget` bounds the completion tokens of the whole run
+    (None = n × max_tokens). A scheme never starts a chain that the budget could not finish.
+    """
+
+    n: int = 1
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 0
+    max_tokens: int = 1024
+    token_budget: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n <= MAX_N:
+            raise ConfigError("n", self.n, f"use a number of samples between 1 and {MAX_N}")
+        if self.token_budget is not None and self.token_budget <= 0:
+            raise ConfigError("token_budget", self.token_budget, "use a positive token count")
+        self.sampling(1)  # validates temperature, top_p, top_k, max_tokens with their own errors
+
+    def sampling(self, n: int, **changes: object) -> SamplingParams:
+        params = SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p,
+                                top_k=self.top_k, max_tokens=self.max_tokens, seed=self.seed)
+        return params.with_(**changes) if changes else params
+
+
+@dataclass
+class Run:
+    """One scheme run: the model, the budget left, the usage so far, and the trace."""
+
+    model: LanguageModel
+    config: SchemeConfig
+    scheme: str
+    on_text: OnText | None = None
+    should_stop: ShouldStop | None = None
+    usage: Usage = field(default_factory=Usage)
+    trace: Trace = field(default_factory=Trace)
+    started: float = field(default_factory=time.perf_counter)
+    calls: int = 0  # how many sample() calls so far, to give each its own seed
+
+    def __post_init__(self) -> None:
+        self.trace.scheme = self.scheme
+
+    @property
+    def budget_left(self) -> int:
+        cfg = self.config
+        total = cfg.token_budget if cfg.token_budget is not None else cfg.n * cfg.max_tokens
+        return total - self.usage.completion_tokens
+
+    def affordable(self, wanted: int, max_tokens: int | None = None) -> int:
+        """How many of `wanted` chains of `max_tokens` the budget can still pay for in full."""
+        return max(0, min(wanted, self.budget_left // (max_tokens or self.config.max_tokens)))
+
+    @property
+    def cancelled(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def sample(self, messages: Sequence[dict[str, str]] | None, n: int, *,
+               prefix: str | None = None, **changes: object) -> list[Completion]:
+        """n completions of one prompt, metered. Sampling seeds differ between calls of a run."""
+        seed = self.config.seed
+        if seed is not None:
+            changes.setdefault("seed", seed + 7919 * self.calls)
+        self.calls += 1
+        params = self.config.sampling(n, **changes)
+        request = GenerationRequest(params=params, prefix=prefix,
+                                    messages=tuple(messages) if messages is not None else None)
+        [completions] = self.model.generate([request], on_text=self.on_text,
+                                            should_stop=self.should_stop)
+        self.usage.add_completions(completions)
+        return completions
+
+    def add_chain(self, completion: Completion, problem: Problem, **meta: object) -> Node:
+        """Record a whole chain as a root node of the trace, with its extracted answer."""
+        answer = problem.extract(completion.text)
+        return self.trace.add(completion.text, tokens=completion.completion_tokens, answer=answer,
+                              meta={"finish_reason": completion.finish_reason, **meta})
+
+    def finish(self, chosen: Node | None, answer: str | None,
+               finish_reason: FinishReason | None = None) -> Result:
+        """Build the result: `content` is the answer; `reasoning` the chain that gave it."""
+        self.usage.seconds = time.perf_counter() - self.started
+        if chosen is not None:
+            self.trace.chosen = self.trace.path(chosen.id)
+        reasoning = "".join(self.trace.nodes[i].text for i in self.trace.chosen)
+        if finish_reason is None:
+            if self.cancelled:
+                finish_reason = "cancelled"
+            elif answer is None and chosen is not None \
+                    and chosen.meta.get("finish_reason") == "length":
+                finish_reason = "length"
+            elif answer is None and chosen is None:
+                finish_reason = "length"  # the budget paid for no chain at all
+            else:
+                finish_reason = "stop"
+        content = answer if answer is not None else _tail(reasoning)
+        return Result(answer=answer, content=content, reasoning=reasoning, trace=self.trace,
+                      usage=self.usage, finish_reason=finish_reason)
+
+
+def _tail(text: str) -> str:
+    """The last paragraph of a chain with no extractable answer: the closest thing to one."""
+    paragraphs = [p for p in text.strip().split("\n\n") if p.strip()]
+    return paragraphs[-1].strip() if paragraphs else ""

@@ -1,0 +1,62 @@
+"""Best-of-N: sample N chains, score each, keep the best (Cobbe et al. 2021 verifier reranking;
+Lightman et al. 2023).
+
+Two selections (Wang et al. 2024 "Math-Shepherd" §3 use both):
+  * plain    — the single highest-scoring chain;
+  * weighted — weighted majority: each answer gets the sum of its chains' scores.
+Chains the scorer cannot score (None) lose plain selection and weigh 0 in the vote.
+The default scorer, `confidence`, needs no model beyond the policy (ponder/scorers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ponder.core.errors import ConfigError
+from ponder.core.problem import Problem
+from ponder.core.protocols import LanguageModel, Scorer
+from ponder.core.types import Result
+from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.vote import record, tally
+
+SELECTIONS = ("plain", "weighted")
+
+
+@dataclass
+class Config(SchemeConfig):
+    n: int = 8
+    selection: str = "weighted"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.selection not in SELECTIONS:
+            raise ConfigError("selection", self.selection, f"use one of {', '.join(SELECTIONS)}")
+
+
+def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
+        config: Config, run: Run | None = None) -> Result:
+    if scorer is None:
+        from ponder.scorers import get_scorer
+        scorer = get_scorer("confidence", model)
+    r = run or Run(model, config, "best-of-n")
+    n = r.affordable(config.n)
+    logprobs = 0 if getattr(scorer, "needs_logprobs", False) else None
+    completions = r.sample(problem.messages, n, logprobs=logprobs) if n else []
+    nodes = [r.add_chain(c, problem) for c in completions]
+    if not nodes:
+        return r.finish(None, None)
+    prompt = model.render_chat(problem.messages)
+    scores = scorer([prompt] * len(nodes), [c.text for c in completions],
+                    token_logprobs=[c.token_logprobs for c in completions],
+                    answers=[node.answer for node in nodes])
+    for node, score in zip(nodes, scores, strict=True):
+        node.score = score
+    ranked = tally(nodes, problem, weights=[s or 0.0 for s in scores])
+    r.trace.meta.update(votes=record(nodes, ranked), selection=config.selection)
+    if config.selection == "plain":
+        best = max(nodes, key=lambda nd: (nd.score is not None, nd.score or 0.0, -nd.id))
+        return r.finish(best, best.answer)
+    if not ranked:
+        return r.finish(nodes[0], None)
+    best = max(ranked[0].nodes, key=lambda nd: nd.score or 0.0)
+    return r.finish(best, ranked[0].answer)

@@ -1,0 +1,30 @@
+"""Chain of thought: one chain, greedy by default (Wei et al. 2022; Kojima et al. 2022).
+
+The problem's prompt already asks the model to reason step by step and to box its answer; the
+scheme only decides how to sample and reads the answer off the end of the chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ponder.core.problem import Problem
+from ponder.core.protocols import LanguageModel, Scorer
+from ponder.core.types import Result
+from ponder.schemes.base import Run, SchemeConfig
+
+
+@dataclass
+class Config(SchemeConfig):
+    temperature: float = 0.0
+
+
+def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
+        config: Config, run: Run | None = None) -> Result:
+    r = run or Run(model, config, "cot")
+    max_tokens = min(config.max_tokens, r.budget_left)
+    if max_tokens <= 0:
+        return r.finish(None, None)
+    [completion] = r.sample(problem.messages, 1, max_tokens=max_tokens)
+    node = r.add_chain(completion, problem)
+    return r.finish(node, node.answer)

@@ -1,0 +1,33 @@
+"""Self-consistency: sample N chains, answer by majority vote (Wang et al. 2023, arXiv:2203.11171).
+
+Departures from the paper: answers are grouped by a normalised key rather than exact string
+match, and ties go to the answer sampled first (see vote.py). All N chains are sampled in one
+batched call, so a batching backend prefills the prompt once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ponder.core.problem import Problem
+from ponder.core.protocols import LanguageModel, Scorer
+from ponder.core.types import Result
+from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.vote import record, tally
+
+
+@dataclass
+class Config(SchemeConfig):
+    n: int = 8
+
+
+def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
+        config: Config, run: Run | None = None) -> Result:
+    r = run or Run(model, config, "self-consistency")
+    n = r.affordable(config.n)
+    nodes = [r.add_chain(c, problem) for c in r.sample(problem.messages, n)] if n else []
+    ranked = tally(nodes, problem)
+    r.trace.meta["votes"] = record(nodes, ranked)
+    if not ranked:
+        return r.finish(nodes[0] if nodes else None, None)
+    return r.finish(ranked[0].nodes[0], ranked[0].answer)
