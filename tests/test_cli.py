@@ -1,0 +1,89 @@
+"""`ponder solve` end to end on the scripted model, and its one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ponder.cli import app
+
+runner = CliRunner()
+
+
+def solve(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point in a subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "ponder.cli", "solve", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_solve_prints_answer_and_cost_line() -> None:
+    result = runner.invoke(app, ["solve", "What is 6*7?", "--model", "fake"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[0] == "42"
+    assert "tokens" in result.stderr and "model calls" in result.stderr
+
+
+def test_solve_json_carries_usage(tmp_path: Path) -> None:
+    trace = tmp_path / "t.json"
+    result = runner.invoke(app, ["solve", "What is 6*7?", "--model", "fake", "--json",
+                                 "--scheme", "self-consistency@3", "--trace", str(trace)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["answer"] == "42"
+    assert payload["usage"]["model_calls"] == 1
+    assert payload["usage"]["completion_tokens"] == payload["usage"]["reasoning_tokens"] > 0
+    assert {"seconds", "prompt_tokens", "total_tokens"} <= payload["usage"].keys()
+    saved = json.loads(trace.read_text())
+    assert saved["scheme"] == "self-consistency" and len(saved["nodes"]) == 3
+
+
+def test_show_reasoning_prints_the_chain() -> None:
+    result = runner.invoke(app, ["solve", "q?", "--model", "fake", "--show-reasoning"])
+    assert "The answer is" in result.stdout
+    hidden = runner.invoke(app, ["solve", "q?", "--model", "fake"])
+    assert "The answer is" not in hidden.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["   "], "question", id="empty-question"),
+        pytest.param(["q", "--model", "nope"], "unknown model 'nope'", id="unknown-model"),
+        pytest.param(["q", "--scheme", "magic"], "unknown scheme 'magic'", id="unknown-scheme"),
+        pytest.param(["q", "--scheme", "self-consistency", "-n", "0"], "invalid n=0",
+                     id="n-zero"),
+        pytest.param(["q", "--scheme", "self-consistency", "-n", "100000"], "invalid n=100000",
+                     id="n-absurd"),
+        pytest.param(["q", "--temperature", "-1"], "invalid temperature=-1.0", id="temp-negative"),
+        pytest.param(["q", "--max-tokens", "0"], "invalid max_tokens=0", id="max-tokens-zero"),
+        pytest.param(["q", "--effort", "extreme"], "unknown effort 'extreme'", id="bad-effort"),
+        pytest.param(["q", "--model", "qwen-1.5b"], "pip install 'ponder[qwen-1-5b]'",
+                     id="missing-package"),
+        pytest.param(["q", "--model", "http://127.0.0.1:9/v1#m"], "cannot reach",
+                     id="unreachable-server"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args: list[str], message: str) -> None:
+    proc = solve(*args, "--model", "fake") if "--model" not in args else solve(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [pytest.param(b"GGUF" + b"\0" * 64, "could not load", id="truncated"),
+     pytest.param(b"garbage!", "not a GGUF", id="corrupt")],
+)
+def test_bad_gguf_file(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(content)
+    proc = solve("q", "--model", str(path))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
