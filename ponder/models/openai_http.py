@@ -2,27 +2,27 @@
 Ollama, llama-cpp-python's server, OpenAI itself.
 
 Requests with `messages` go to `/chat/completions` (the server applies its own chat template);
-requests with a raw `prefix` go to `/completions` and are continued verbatim. All requests and
-samples of one `generate` call run concurrently on a thread pool (at most `concurrency` in
-flight) over one shared `httpx.Client`; plain threads keep `generate` safe to call from any
-thread, including an event loop's worker threads, where `asyncio.run` would not be.
+a raw `prefix` goes to `/completions` and is continued verbatim. All requests and samples of
+one `generate` call run concurrently on a thread pool (`concurrency` in flight) over one shared
+`httpx.Client`: plain threads keep `generate` safe to call from any thread, an event loop's
+worker threads included, where `asyncio.run` would not be.
 
-Where this departs from what a local backend can do, and why:
-  * n > 1 is sent once; servers that return fewer choices (many ignore `n`) get the rest as
-    parallel single requests with seeds `seed + sample_index`, and later calls go straight to
-    single requests.
-  * Cancellation needs a stream to close, so `generate` streams (SSE) whenever `on_text` or
+Where this departs from a local backend, and why:
+  * n > 1 is sent once; if a server returns fewer choices (many ignore `n`; some refuse it with
+    a 400) the rest go out at once as single requests with seeds `seed + sample_index`, and
+    later calls skip straight to single requests.
+  * Cancelling needs a stream to close, so `generate` streams (SSE) whenever `on_text` or
     `should_stop` is given; `should_stop` is polled between chunks.
-  * Usage: every completion carries the prompt's token count (the prompt as its sample saw
-    it, like the local backends). The response's `completion_tokens` total is split over its
-    choices: exactly by the number of logprob entries when logprobs were asked for, otherwise
-    in proportion to each choice's length. A server that reports no usage gets `count_tokens`.
-  * The API returns text, not token ids: `Completion.token_ids` stays empty.
+  * Usage: each completion carries its whole prompt's token count, as local backends report it.
+    A response's `completion_tokens` is split over its choices: exactly by logprob entries (one
+    per token) when logprobs were asked for, else in proportion to text length. A server that
+    reports no usage (some, when streaming) gets `count_tokens`.
+  * The API returns text, not token ids: `token_ids` stays empty. `stop_string` is known only
+    where the server names it (vLLM's `stop_reason`) or the text had to be cut here.
   * `render_chat` cannot see the remote template: it uses `chat_template` (a jinja2 string),
-    else `tokenizer` (a local Hugging Face tokenizer dir, if transformers is installed), else
-    ChatML. `count_tokens` asks the server's tokenizer endpoint once (vLLM/SGLang/llama-server
-    `/tokenize`, llama-cpp-python `/extras/tokenize`) and, if none answers, estimates 4 chars
-    per token.
+    else `tokenizer` (a local Hugging Face tokenizer dir; needs transformers), else ChatML.
+    `count_tokens` asks the server's tokenizer (`/tokenize` on vLLM, SGLang and llama-server,
+    `/extras/tokenize` on llama-cpp-python) and, if none answers, estimates 4 chars per token.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -44,15 +45,12 @@ from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.types import Completion, FinishReason, GenerationRequest, Message
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _RETRY_EXC = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
-_FINISH: dict[str | None, FinishReason] = {"length": "length", "max_tokens": "length"}  # else stop
-# (path under the server root, body) for the tokenizer endpoints servers expose besides the API.
-_TOKENIZE: tuple[tuple[str, Callable[[str | None, str], dict[str, Any]]], ...] = (
-    ("/tokenize", lambda model, text: {"model": model, "prompt": text, "content": text}),
-    ("/extras/tokenize", lambda model, text: {"input": text}),
-)
+_TOKENIZE_PATHS = ("/tokenize", "/extras/tokenize")  # under the server root, not under /v1
+Emit = Callable[[int, int, str], None]
 
 
 class _HTTPStatus(Exception):
@@ -60,20 +58,16 @@ class _HTTPStatus(Exception):
 
     def __init__(self, response: httpx.Response) -> None:
         self.status, self.url = response.status_code, str(response.request.url)
-        self.detail = _error_detail(response)
-        after = response.headers.get("retry-after", "")
+        try:
+            body = response.json()
+            err = body.get("error", body.get("detail", body)) if isinstance(body, dict) else body
+            detail = err.get("message", err) if isinstance(err, dict) else err
+        except (ValueError, UnicodeDecodeError):
+            detail = response.text
+        self.detail = " ".join(str(detail).split())[:300] or response.reason_phrase
+        after = response.headers.get("retry-after", "")  # seconds; the date form is ignored
         self.retry_after = min(float(after), 60.0) if after.replace(".", "", 1).isdigit() else None
         super().__init__(f"{self.status} from {self.url}: {self.detail}")
-
-
-def _error_detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        err = body.get("error", body.get("detail", body)) if isinstance(body, dict) else body
-        detail = err.get("message", err) if isinstance(err, dict) else err
-    except (ValueError, UnicodeDecodeError):
-        detail = response.text
-    return " ".join(str(detail).split())[:300] or response.reason_phrase
 
 
 @dataclass
@@ -87,11 +81,9 @@ class _Choice:
     top: list[dict[str, float]] | None = None
 
     def absorb(self, choice: dict[str, Any], chat: bool) -> str:
-        """Add one choice object (or stream delta); return its new text."""
-        if chat:
-            text = (choice.get("message") or choice.get("delta") or {}).get("content") or ""
-        else:
-            text = choice.get("text") or ""
+        """Add one choice object or stream delta; return its new text."""
+        message = choice.get("message") or choice.get("delta") or {}
+        text = (message.get("content") if chat else choice.get("text")) or ""
         self.text.append(text)
         self.finish = choice.get("finish_reason") or self.finish
         self.stop_reason = choice.get("stop_reason", self.stop_reason)
@@ -102,7 +94,7 @@ class _Choice:
                 for t in lp.get("content") or []:
                     self.logprobs.append(t["logprob"])
                     self.top.append({a["token"]: a["logprob"] for a in t.get("top_logprobs") or []})
-            else:  # {"tokens": [...], "token_logprobs": [...], "top_logprobs": [{tok: lp}]}
+            else:  # {"tokens": [...], "token_logprobs": [...], "top_logprobs": [{token: lp}]}
                 self.logprobs.extend(lp.get("token_logprobs") or [])
                 self.top.extend(dict(t or {}) for t in lp.get("top_logprobs") or [])
         return text
@@ -118,24 +110,14 @@ class _Job:
 
 
 class OpenAIModel:
-    """See the module docstring. `transport` and `backoff` exist for tests (httpx MockTransport,
-    and a base retry delay of 0)."""
+    """See the module docstring. `transport` and `backoff` (the first retry's base delay in
+    seconds) exist for tests: an httpx MockTransport, and no waiting."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        model: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 600.0,
-        max_retries: int = 3,
-        concurrency: int = 16,
-        name: str | None = None,
-        chat_template: str | None = None,
-        tokenizer: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        backoff: float = 0.5,
-    ) -> None:
+    def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
+                 timeout: float = 600.0, max_retries: int = 3, concurrency: int = 16,
+                 name: str | None = None, chat_template: str | None = None,
+                 tokenizer: str | None = None, transport: httpx.BaseTransport | None = None,
+                 backoff: float = 0.5) -> None:
         if timeout <= 0:
             raise ConfigError("timeout", timeout, "use a positive number of seconds")
         if max_retries < 0:
@@ -154,50 +136,43 @@ class OpenAIModel:
         )
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="ponder-http")
         self._n_supported = True  # until a server returns fewer choices than asked
-        self._tokenize: tuple[str, Callable[[str | None, str], dict[str, Any]]] | None = None
+        self._tokenize_path: str | None = None
         self._tokenize_probed = False
         self._render = _chat_renderer(chat_template, tokenizer)
         self.model = model or self._served_models(first_only=True)[0]
         self.name = name or self.model
 
-    # ---- the LanguageModel protocol -------------------------------------------------------
+    # ---- the LanguageModel protocol -----------------------------------------------------
 
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        *,
-        on_text: OnText | None = None,
-        should_stop: ShouldStop | None = None,
-    ) -> list[list[Completion]]:
-        abort = threading.Event()  # set when one call failed: the others stop early
+    def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,
+                 should_stop: ShouldStop | None = None) -> list[list[Completion]]:
+        abort = threading.Event()  # set when one call failed, so that the others stop early
         emit_lock = threading.Lock()
 
         def emit(r: int, i: int, delta: str) -> None:
             if on_text is not None and delta:
-                with emit_lock:  # callers get one delta at a time, as from a local backend
+                with emit_lock:  # one delta at a time, as a local backend would call it
                     on_text(r, i, delta)
 
         def stop() -> bool:
             return abort.is_set() or (should_stop is not None and should_stop())
 
         stream = on_text is not None or should_stop is not None
-        got: list[dict[int, list[Completion]]] = [{} for _ in requests]  # first sample -> part
+        parts: list[dict[int, list[Completion]]] = [{} for _ in requests]  # first sample -> part
         pending: dict[Future[list[Completion]], _Job] = {}
 
         def submit(jobs: Iterable[_Job]) -> None:
             for j in jobs:
                 pending[self._pool.submit(self._call, requests[j.r], j, stream, emit, stop)] = j
 
-        n_supported = self._n_supported
-        submit(_Job(r, 0, req.params.n) if n_supported else _Job(r, i, 1)
-               for r, req in enumerate(requests) for i in range(1 if n_supported else req.params.n))
+        submit(_Job(r, 0, req.params.n) for r, req in enumerate(requests))
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     job = pending.pop(fut)
-                    part = got[job.r][job.first] = fut.result()[: job.n]
-                    # The server ignored n: fetch the rest now, as single requests.
+                    part = parts[job.r][job.first] = fut.result()[: job.n]
+                    # Short of n: the server ignored it; fetch the rest now, one by one.
                     submit(_Job(job.r, i, 1) for i in range(job.first + len(part),
                                                             job.first + job.n))
         except BaseException:
@@ -205,22 +180,19 @@ class OpenAIModel:
             for fut in pending:
                 fut.cancel()
             raise
-        return [[c for _, part in sorted(parts.items()) for c in part] for parts in got]
+        return [[c for _, part in sorted(p.items()) for c in part] for p in parts]
 
-    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+                    ) -> str:
         return self._render(messages, add_generation_prompt)
 
     def count_tokens(self, text: str) -> int:
-        if not self._tokenize_probed:
+        if not self._tokenize_probed:  # once: a server without the endpoint stays without it
             self._tokenize_probed = True
-            self._tokenize = self._probe_tokenize()
-        if self._tokenize is not None:
-            path, body = self._tokenize
-            try:
-                return _token_count(self._client.post(self._root + path, json=body(self.model, text)))
-            except (httpx.HTTPError, ValueError, KeyError):
-                log.warning("tokenizer endpoint %s failed; estimating token counts", path)
-        return -(-len(text) // 4)  # ~4 characters per token for English text and code
+            self._tokenize_path = next(
+                (p for p in _TOKENIZE_PATHS if self._tokenize(p, "x") is not None), None)
+        count = self._tokenize(self._tokenize_path, text) if self._tokenize_path else None
+        return count if count is not None else -(-len(text) // 4)  # ~4 chars per token
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -232,58 +204,75 @@ class OpenAIModel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- planning and one HTTP call --------------------------------------------------------
+    # ---- one HTTP call per job ----------------------------------------------------------
 
-    def _call(self, req: GenerationRequest, job: _Job, stream: bool,
-              emit: Callable[[int, int, str], None], stop: Callable[[], bool]) -> list[Completion]:
+    def _call(self, req: GenerationRequest, job: _Job, stream: bool, emit: Emit,
+              stop: Callable[[], bool]) -> list[Completion]:
+        """`job.n` completions; fewer (even none) asks `generate` for single requests."""
+        if job.n > 1 and not self._n_supported:
+            return []
         chat = req.messages is not None
         url = self.base_url + ("/chat/completions" if chat else "/completions")
         body = self._body(req, job, stream)
         choices: dict[int, _Choice] = {}
-        usage: dict[str, Any] = {}
-        for attempt in range(self.max_retries + 1):
-            if stop():
-                return [Completion("", finish_reason="cancelled") for _ in range(job.n)]
+
+        def send() -> dict[str, Any] | None:  # the usage; None if cancelled before sending
             choices.clear()
-            try:
-                if stream:
-                    usage = self._stream(url, body, chat, job, choices, emit, stop)
-                else:
-                    usage = self._post(url, body, chat, choices)
-                break
-            except _HTTPStatus as e:
-                if e.status == 400 and job.n > 1:  # some servers refuse n > 1 outright
-                    log.info("%s refused n=%d (%s); sending single requests", url, job.n, e.detail)
-                    self._n_supported = False
-                    return []
-                if e.status not in _RETRY_STATUS or attempt == self.max_retries:
-                    raise self._status_error(e, attempt + 1) from None
-                error: Exception = e
-                delay = e.retry_after
-            except _RETRY_EXC as e:
-                if attempt == self.max_retries or any(c.text for c in choices.values()):
-                    raise self._transport_error(e, url) from None  # deltas went out: no retry
-                error, delay = e, None
-            if delay is None:  # exponential backoff with jitter, so clients do not retry in step
-                delay = self.backoff * 2**attempt * (1 + random.random())
-            log.warning("%s: %s; retry %d of %d in %.2fs", url, _describe(error), attempt + 1,
-                        self.max_retries, delay)
-            threading.Event().wait(delay)
+            if stop():
+                return None
+            if stream:
+                return self._stream(url, body, chat, job, choices, emit, stop)
+            return self._post(url, body, chat, choices)
+
+        try:
+            usage = self._retrying(url, send, lambda: any(any(c.text) for c in choices.values()))
+        except _HTTPStatus as e:
+            if e.status == 400 and job.n > 1:  # some servers refuse n > 1 outright
+                log.info("%s refused n=%d (%s); sending single requests", url, job.n, e.detail)
+                self._n_supported = False
+                return []
+            raise self._status_error(e) from None
+        except _RETRY_EXC as e:
+            raise self._transport_error(e, url) from None
+        if usage is None:
+            return [Completion("", finish_reason="cancelled") for _ in range(job.n)]
         if len(choices) < job.n and stop():  # cancelled before these choices began
             for k in range(job.n):
                 choices.setdefault(k, _Choice(finish="cancelled"))
-        elif not choices:
+        if not choices:
             raise BackendError(f"{url} returned no choices; is this an OpenAI-compatible server?")
-        elif len(choices) < job.n:
+        if len(choices) < job.n:
             log.info("%s returned %d choices for n=%d; sending single requests from now on",
                      url, len(choices), job.n)
             self._n_supported = False
-        return self._completions(req, [choices[k] for k in sorted(choices)], usage, stop)
+        return self._completions(req, [choices[k] for k in sorted(choices)], usage)
+
+    def _retrying(self, url: str, send: Callable[[], T], streamed: Callable[[], bool]) -> T:
+        """`send()`, retrying connection errors, timeouts, 429 and 5xx up to `max_retries`
+        times with exponential backoff and jitter (so that clients do not retry in step); a
+        stream that already delivered text is not retried, as its deltas went out."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return send()
+            except _HTTPStatus as e:
+                if e.status not in _RETRY_STATUS or attempt == self.max_retries:
+                    raise
+                error, delay = f"{e.status} {e.detail}", e.retry_after
+            except _RETRY_EXC as e:
+                if attempt == self.max_retries or streamed():
+                    raise
+                error, delay = _describe(e), None
+            if delay is None:
+                delay = self.backoff * 2**attempt * (1 + random.random())
+            # INFO, as openai-python does: a retry is routine, and the last failure is raised.
+            log.info("%s: %s; retry %d of %d in %.2fs", url, error, attempt + 1,
+                     self.max_retries, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _body(self, req: GenerationRequest, job: _Job, stream: bool) -> dict[str, Any]:
         """The request body in the OpenAI API's field order; extensions last."""
-        p = req.params
-        chat = req.messages is not None
+        p, chat = req.params, req.messages is not None
         body: dict[str, Any] = {"model": self.model}
         if chat:
             body["messages"] = [dict(m) for m in req.messages or ()]
@@ -292,18 +281,15 @@ class OpenAIModel:
         if p.logprobs is not None:  # chat: a flag plus a count; completions: the count itself
             body.update({"logprobs": True, "top_logprobs": p.logprobs} if chat
                         else {"logprobs": p.logprobs})
-        body["max_tokens"] = p.max_tokens
-        body["n"] = job.n
+        body.update(max_tokens=p.max_tokens, n=job.n)
         if p.seed is not None:
             body["seed"] = p.seed + job.first  # distinct, reproducible seeds for single samples
         if p.stop:
             body["stop"] = list(p.stop)
         if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        body["temperature"] = p.temperature
-        body["top_p"] = p.top_p
-        # Extensions (vLLM, SGLang, llama-server, llama-cpp-python accept them; OpenAI does not).
+            body.update(stream=True, stream_options={"include_usage": True})
+        body.update(temperature=p.temperature, top_p=p.top_p)
+        # Extensions that vLLM, SGLang, llama-server and llama-cpp-python accept:
         if p.top_k:
             body["top_k"] = p.top_k
         if p.ignore_eos:
@@ -321,10 +307,10 @@ class OpenAIModel:
         return dict(data.get("usage") or {})
 
     def _stream(self, url: str, body: dict[str, Any], chat: bool, job: _Job,
-                choices: dict[int, _Choice], emit: Callable[[int, int, str], None],
-                stop: Callable[[], bool]) -> dict[str, Any]:
-        """Read server-sent events until [DONE], or until `stop()` (the stream is then closed
-        and the unfinished choices are marked cancelled)."""
+                choices: dict[int, _Choice], emit: Emit, stop: Callable[[], bool]
+                ) -> dict[str, Any]:
+        """Read server-sent events until [DONE], or until `stop()`: leaving the `with` block
+        then closes the connection, which tells the server to stop generating."""
         usage: dict[str, Any] = {}
         with self._client.stream("POST", url, json=body) as response:
             if not response.is_success:
@@ -345,30 +331,28 @@ class OpenAIModel:
                     k = choice.get("index", 0)
                     delta = choices.setdefault(k, _Choice()).absorb(choice, chat)
                     emit(job.r, job.first + k, delta)
-                usage = chunk.get("usage") or usage
+                usage = chunk.get("usage") or usage  # the last chunk, with include_usage
         return dict(usage)
 
-    # ---- responses -> Completions ----------------------------------------------------------
-
-    def _completions(self, req: GenerationRequest, choices: list[_Choice], usage: dict[str, Any],
-                     stop: Callable[[], bool]) -> list[Completion]:
+    def _completions(self, req: GenerationRequest, choices: list[_Choice],
+                     usage: dict[str, Any]) -> list[Completion]:
         texts = ["".join(c.text) for c in choices]
         if "prompt_tokens" in usage:
             prompt_tokens = int(usage["prompt_tokens"])
         else:
-            prompt_tokens = self.count_tokens(
-                req.prefix if req.prefix is not None else self.render_chat(req.messages or ()))
+            prompt = req.prefix if req.prefix is not None else self.render_chat(req.messages or ())
+            prompt_tokens = self.count_tokens(prompt)
         if "completion_tokens" in usage:
             counts = _split(int(usage["completion_tokens"]), texts, choices)
         else:
             counts = [self.count_tokens(t) for t in texts]
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         out = []
-        for c, text, count in zip(choices, texts, counts):
-            finish: FinishReason = "cancelled" if c.finish == "cancelled" else _FINISH.get(
-                c.finish, "stop")
+        for c, text, count in zip(choices, texts, counts, strict=True):
+            finish: FinishReason = ("cancelled" if c.finish == "cancelled" else
+                                    "length" if c.finish in ("length", "max_tokens") else "stop")
             stop_string = c.stop_reason if c.stop_reason in req.params.stop else None
-            for s in req.params.stop:  # a server that ignored `stop`: cut the text client-side
+            for s in req.params.stop:  # a server that ignored `stop`: cut the text here
                 if s in text and finish != "cancelled":
                     text, finish, stop_string = text[: text.index(s)], "stop", s
             out.append(Completion(
@@ -377,37 +361,41 @@ class OpenAIModel:
                 top_logprobs=c.top if req.params.logprobs else None, stop_string=stop_string))
         return out
 
-    # ---- server metadata and errors --------------------------------------------------------
-
-    @property
-    def _root(self) -> str:
-        """The server root: tokenizer endpoints live beside `/v1`, not under it."""
-        return self.base_url.removesuffix("/v1")
+    # ---- server metadata and errors -----------------------------------------------------
 
     def _served_models(self, first_only: bool = False) -> list[str]:
         url = self.base_url + "/models"
-        try:
+
+        def send() -> httpx.Response:
             response = self._client.get(url)
+            if not response.is_success:
+                raise _HTTPStatus(response)
+            return response
+
+        try:  # retried too: a server that was just started may still be loading its model
+            response = self._retrying(url, send, lambda: False)
+        except _HTTPStatus as e:
+            raise self._status_error(e, check_model=False) from None
         except _RETRY_EXC as e:
             raise self._transport_error(e, url) from None
-        if not response.is_success:
-            raise self._status_error(_HTTPStatus(response), 1, check_model=False)
         ids = [m["id"] for m in _json(response.text, url).get("data") or [] if "id" in m]
         if first_only and not ids:
-            raise ModelNotFound(f"{url} lists no models; pass the model name as URL#model")
+            raise ModelNotFound(f"{url} lists no models; name one after the URL: URL#model")
         return ids
 
-    def _probe_tokenize(self) -> tuple[str, Callable[[str | None, str], dict[str, Any]]] | None:
-        for path, body in _TOKENIZE:
-            try:
-                _token_count(self._client.post(self._root + path, json=body(self.model, "probe")))
-                return path, body
-            except (httpx.HTTPError, ValueError, KeyError):
-                continue
-        log.info("%s has no tokenizer endpoint; estimating token counts", self._root)
-        return None
+    def _tokenize(self, path: str, text: str) -> int | None:
+        """The server's token count for `text`, or None. One body for all servers: each reads
+        its own field (vLLM `prompt`, llama-server `content`, llama-cpp-python `input`)."""
+        url = self.base_url.removesuffix("/v1") + path
+        body = {"model": self.model, "prompt": text, "content": text, "input": text}
+        try:
+            response = self._client.post(url, json=body)
+            data = response.json() if response.is_success else {}
+            return int(data["count"]) if "count" in data else len(data["tokens"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
 
-    def _status_error(self, e: _HTTPStatus, attempts: int, check_model: bool = True) -> BackendError:
+    def _status_error(self, e: _HTTPStatus, check_model: bool = True) -> BackendError:
         where = f"{e.status} from {e.url}"
         if e.status in (401, 403):
             return BackendError(f"{where}: set PONDER_API_KEY (or OPENAI_API_KEY) to a valid key")
@@ -419,22 +407,25 @@ class OpenAIModel:
             if served and self.model not in served:
                 return BackendError(f"404 model {self.model!r} not served; served models: "
                                     f"{', '.join(served)}")
-            return BackendError(f"{where}: no such endpoint; check the base URL (it usually ends"
-                                f" in /v1) ({e.detail})")
+            return BackendError(f"{where} ({e.detail}): no such endpoint; check the base URL "
+                                "(it usually ends in /v1)")
         if e.status in _RETRY_STATUS:
-            return BackendError(f"{where} after {attempts} attempts ({e.detail}); the server is "
-                                "overloaded or failing: retry later or lower concurrency")
+            return BackendError(f"{where} after {self.max_retries + 1} attempts ({e.detail}); "
+                                "the server is overloaded or failing: retry later or lower "
+                                "concurrency")
         return BackendError(f"{where}: {e.detail}")
 
     def _transport_error(self, e: Exception, url: str) -> BackendError:
         if isinstance(e, httpx.TimeoutException):
             return BackendError(f"timed out after {self.timeout:g}s waiting for {url}; raise "
                                 "timeout=, or lower max_tokens or concurrency")
-        return BackendError(f"cannot reach {self.base_url} ({_describe(e)}); start the server or "
-                            "check the URL")
+        if isinstance(e, httpx.ConnectError):
+            return BackendError(f"cannot reach {self.base_url} ({_describe(e)}); start the server"
+                                " or check the URL")
+        return BackendError(f"{url} dropped the connection ({_describe(e)}); see the server's log")
 
 
-# ---- small helpers ----------------------------------------------------------------------
+# ---- small helpers ------------------------------------------------------------------------
 
 
 def _describe(e: Exception) -> str:
@@ -448,23 +439,19 @@ def _json(text: str, url: str) -> dict[str, Any]:
     except ValueError:
         raise BackendError(f"{url} sent invalid JSON ({text[:80]!r}); is this an "
                            "OpenAI-compatible server?") from None
-    if isinstance(data, dict) and "error" in data and "choices" not in data:
+    if not isinstance(data, dict):
+        return {}
+    if "error" in data and "choices" not in data:  # vLLM reports errors inside a stream
         err = data["error"]
-        detail = err.get("message", err) if isinstance(err, dict) else err
-        raise BackendError(f"{url} reported an error: {' '.join(str(detail).split())[:300]}")
-    return data if isinstance(data, dict) else {}
-
-
-def _token_count(response: httpx.Response) -> int:
-    response.raise_for_status()
-    data = response.json()
-    return int(data["count"]) if "count" in data else len(data["tokens"])
+        detail = " ".join(str(err.get("message", err) if isinstance(err, dict) else err).split())
+        raise BackendError(f"{url} reported an error: {detail[:300]}")
+    return data
 
 
 def _split(total: int, texts: Sequence[str], choices: Sequence[_Choice]) -> list[int]:
-    """Spread a response's completion-token total over its choices: exactly, by logprob
-    entries (one per token), when every choice has them; else in proportion to text length,
-    largest remainders first, so the parts always add up to `total`."""
+    """Spread a response's completion-token total over its choices: exactly by logprob
+    entries when every choice has them, else in proportion to text length, largest remainders
+    first, so that the parts always add up to `total`."""
     if len(texts) == 1:
         return [total]
     if all(c.logprobs is not None for c in choices):
@@ -472,8 +459,7 @@ def _split(total: int, texts: Sequence[str], choices: Sequence[_Choice]) -> list
     weights = [len(t) + 1 for t in texts]
     shares = [total * w / sum(weights) for w in weights]
     counts = [int(s) for s in shares]
-    by_remainder = sorted(range(len(texts)), key=lambda k: counts[k] - shares[k])
-    for k in by_remainder[: total - sum(counts)]:
+    for k in sorted(range(len(texts)), key=lambda k: counts[k] - shares[k])[: total - sum(counts)]:
         counts[k] += 1
     return counts
 
@@ -487,7 +473,7 @@ def _chat_renderer(template: str | None, tokenizer: str | None
             raise ModelNotFound("chat_template= needs jinja2; run: pip install jinja2") from e
 
         def raise_exception(message: str) -> None:  # Hugging Face templates call this
-            raise ConfigError("messages", message, "the chat template rejected these messages")
+            raise ConfigError("messages", message, "the chat template rejects these messages")
 
         # The environment Hugging Face's apply_chat_template uses, so templates behave alike.
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
@@ -499,7 +485,7 @@ def _chat_renderer(template: str | None, tokenizer: str | None
         try:
             from transformers import AutoTokenizer
         except ImportError as e:
-            raise ModelNotFound("tokenizer= needs transformers; run: pip install transformers") from e
+            raise ModelNotFound("tokenizer= needs transformers: pip install transformers") from e
         tok = AutoTokenizer.from_pretrained(tokenizer)
         return lambda messages, gen: str(tok.apply_chat_template(
             list(messages), tokenize=False, add_generation_prompt=gen))
@@ -507,6 +493,6 @@ def _chat_renderer(template: str | None, tokenizer: str | None
 
 
 def _chatml(messages: Iterable[Message], add_generation_prompt: bool) -> str:
-    """ChatML, the template of Qwen, SmolLM2 and many others: the most likely guess."""
+    """ChatML, the template of Qwen, SmolLM2 and many others: the likeliest guess."""
     text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
     return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
