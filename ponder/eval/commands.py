@@ -1,0 +1,113 @@
+"""`ponder eval` and `ponder report`: thin typer commands over runner.py and report.py.
+
+Registered in ponder/cli.py (`app.command("eval")(eval_command)`); `python -m ponder.eval` runs
+them on their own. User errors are `PonderError`s: one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ponder.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ponder.eval.report import SchemeSummary
+
+# A pipe or file gets 120 columns (rich's 80 would fold the table); a terminal its own width.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, highlight=False)
+
+
+def eval_command(
+    task: Annotated[str, typer.Argument(help="Task name: gsm8k, math500, aime, game24, "
+                                        "strategyqa, ...")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Results database (SQLite) to "
+                                           "write, e.g. runs/gsm8k.db.")],
+    schemes: Annotated[str, typer.Option(help="Comma-separated scheme specs (name@N sets N).")]
+    = "cot,self-consistency@8",
+    seeds: Annotated[int, typer.Option(help="Seeds per sampled scheme (greedy cot runs "
+                                       "once).")] = 1,
+    model: Annotated[str, typer.Option("--model", "-m", help="Catalog name, .gguf path, hub "
+                                       "id, OpenAI-compatible URL#model, or fake.")] = "default",
+    model_arg: Annotated[list[str] | None, typer.Option(
+        "--model-arg", help="key=value passed to the model backend (repeatable; values parsed "
+        "as JSON where they can be), e.g. n_ctx=8192.")] = None,
+    split: Annotated[str, typer.Option(help="Dataset split (hub copies; a label for "
+                                       "--data).")] = "test",
+    data: Annotated[Path | None, typer.Option(help="Local JSONL file, or a directory holding "
+                                              "the task's file. Default: the hub copy.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate the first N questions.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Tokens per chain, for every "
+                                                   "scheme.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run stored in --out "
+                                         "(same model, task, split, data).")] = False,
+) -> None:
+    """Evaluate schemes on a task: every question × scheme × seed, stored as it finishes."""
+    from ponder.eval.report import summarize
+    from ponder.eval.runner import EvalConfig, parse_model_args, run_eval
+    from ponder.eval.store import Store, command_line
+
+    specs = tuple(s.strip() for s in schemes.split(",") if s.strip())
+    if not specs:
+        raise ConfigError("schemes", schemes, "name at least one, e.g. cot,self-consistency@8")
+    cfg = EvalConfig(task=task, schemes=specs, out=out_path, model=model,
+                     model_args=parse_model_args(model_arg or []), split=split, data=data,
+                     limit=limit, seeds=seeds, max_tokens=max_tokens, resume=resume)
+    outcome = run_eval(cfg, command=command_line())
+    err.print(f"{outcome.written} rows written, {outcome.resumed} already stored, "
+              f"{outcome.planned} planned → {out_path}", markup=False)
+    with Store.read(out_path) as store:
+        print_table(summarize(store.rows(traces=False), order=specs), "wilson")
+
+
+def report_command(
+    db: Annotated[Path, typer.Argument(help="Results database written by `ponder eval`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="A Markdown table on "
+                                           "stdout.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write accuracy vs tokens to this "
+                                              "PNG.")] = None,
+    ci: Annotated[str, typer.Option(help="Confidence interval: wilson (rows) or bootstrap "
+                                    "(questions).")] = "wilson",
+) -> None:
+    """Accuracy (95% CI), cost per question and relative cost of each scheme in a results DB."""
+    from ponder.eval.report import plot as draw
+    from ponder.eval.report import summarize, title, to_json, to_markdown
+    from ponder.eval.store import Store
+
+    if as_json and markdown:
+        raise ConfigError("format", "--json --markdown", "choose one of --json and --markdown")
+    with Store.read(db) as store:
+        meta = store.meta()
+        summaries = summarize(store.rows(traces=False), ci=ci, order=meta.get("schemes", ()))
+    if not summaries:
+        err.print(f"{db} holds no results yet", markup=False)
+    if as_json:  # plain writes: rich would wrap long lines at the console width
+        typer.echo(to_json(summaries, meta, ci))
+    elif markdown:
+        typer.echo(to_markdown(summaries, meta, ci), nl=False)
+    else:
+        out.print(title(meta), style="bold", markup=False)
+        print_table(summaries, ci)
+    if plot is not None and summaries:
+        draw(summaries, plot, title(meta))
+        err.print(f"plot → {plot}", markup=False)
+
+
+def print_table(summaries: Sequence[SchemeSummary], ci: str) -> None:
+    from ponder.eval.report import CI_METHODS, HEADERS, table_cells
+
+    table = Table(*HEADERS, box=None, pad_edge=False)
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for s in summaries:
+        table.add_row(*table_cells(s))
+    out.print(table)
+    out.print(CI_METHODS[ci].description, style="dim", markup=False)

@@ -1,0 +1,216 @@
+"""Reports on a results store: accuracy with a 95% interval, cost, and accuracy vs compute.
+
+Confidence intervals (`CI_METHODS`, chosen with `ponder report --ci`):
+  * wilson (default) — the Wilson score interval (Wilson 1927; Brown, Cai & DasGupta 2001) over
+    all question × seed rows of a scheme, each row one Bernoulli trial. Closed form, no RNG,
+    good coverage near 0 and 1. It counts a question's seeds as independent trials; they are
+    repeated measures of the same question, so for sampled schemes with several seeds the
+    interval is somewhat narrower than the question-level uncertainty.
+  * bootstrap — a cluster (question-level) percentile bootstrap: resample questions with
+    replacement, keeping all seeds of a drawn question together; 2,000 resamples, fixed RNG.
+    This respects seeds as repeated measures.
+
+Costs are means per row, i.e. per question per run: completion tokens (every token generated,
+discarded samples included) and wall seconds. `vs cot` is a scheme's mean completion tokens
+over cot's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ponder.core.errors import ConfigError, UnknownName
+from ponder.eval.store import Row
+from ponder.schemes import parse_spec
+
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for `correct` successes in `n` trials."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def _wilson_rows(rows: Sequence[Row]) -> tuple[float, float]:
+    return wilson(sum(r.correct for r in rows), len(rows))
+
+
+def _bootstrap_rows(rows: Sequence[Row]) -> tuple[float, float]:
+    """Percentile interval of accuracy over question-level resamples (seeds stay together)."""
+    by_question: dict[str, list[int]] = defaultdict(list)
+    for r in rows:
+        by_question[r.question_id].append(r.correct)
+    correct = np.array([sum(v) for v in by_question.values()], dtype=float)
+    trials = np.array([len(v) for v in by_question.values()], dtype=float)
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, len(correct), size=(BOOTSTRAP_RESAMPLES, len(correct)))
+    accuracy = correct[draws].sum(axis=1) / trials[draws].sum(axis=1)
+    low, high = np.percentile(accuracy, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class CIMethod:
+    interval: Callable[[Sequence[Row]], tuple[float, float]]
+    description: str
+
+
+CI_METHODS: dict[str, CIMethod] = {
+    "wilson": CIMethod(_wilson_rows, "95% CI: Wilson score interval over question×seed rows "
+                       "(seeds counted as independent trials)"),
+    "bootstrap": CIMethod(_bootstrap_rows, f"95% CI: percentile bootstrap over questions "
+                          f"({BOOTSTRAP_RESAMPLES} resamples; a question's seeds resampled "
+                          "together)"),
+}
+
+
+@dataclass
+class SchemeSummary:
+    scheme: str
+    family: str  # the scheme name without @N: one line in the plot
+    size: int | None  # the N of name@N
+    rows: int
+    questions: int
+    seeds: int
+    correct: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    mean_completion_tokens: float
+    mean_seconds: float
+    mean_model_calls: float
+    tokens_vs_cot: float | None
+
+
+def summarize(rows: Iterable[Row], *, ci: str = "wilson",
+              order: Sequence[str] = ()) -> list[SchemeSummary]:
+    """One summary per scheme spec, in `order` first, then the rest alphabetically."""
+    if ci not in CI_METHODS:
+        raise UnknownName("confidence-interval method", ci, CI_METHODS)
+    by_scheme: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_scheme[r.scheme].append(r)
+    names = [s for s in order if s in by_scheme] + sorted(set(by_scheme) - set(order))
+    out = [_summary(name, by_scheme[name], CI_METHODS[ci]) for name in names]
+    cot = next((s for s in out if s.scheme == "cot"), None)
+    for s in out:
+        if cot is not None and cot.mean_completion_tokens > 0:
+            s.tokens_vs_cot = s.mean_completion_tokens / cot.mean_completion_tokens
+    return out
+
+
+def _summary(name: str, rows: Sequence[Row], method: CIMethod) -> SchemeSummary:
+    family, size = parse_spec(name)
+    n = len(rows)
+    correct = sum(r.correct for r in rows)
+    low, high = method.interval(rows)
+    return SchemeSummary(
+        scheme=name, family=family, size=size, rows=n,
+        questions=len({r.question_id for r in rows}), seeds=len({r.seed for r in rows}),
+        correct=correct, accuracy=correct / n, ci_low=low, ci_high=high,
+        mean_completion_tokens=sum(r.completion_tokens for r in rows) / n,
+        mean_seconds=sum(r.seconds for r in rows) / n,
+        mean_model_calls=sum(r.model_calls for r in rows) / n, tokens_vs_cot=None)
+
+
+# -- output formats -------------------------------------------------------------------------
+
+HEADERS = ("scheme", "accuracy", "95% CI", "rows", "questions", "seeds",
+           "tokens/q", "seconds/q", "vs cot")
+
+
+def table_cells(s: SchemeSummary) -> list[str]:
+    return [s.scheme, f"{s.accuracy:.1%}", f"{s.ci_low:.1%}–{s.ci_high:.1%}", str(s.rows),
+            str(s.questions), str(s.seeds), f"{s.mean_completion_tokens:,.0f}",
+            f"{s.mean_seconds:.2f}",
+            "—" if s.tokens_vs_cot is None else f"{s.tokens_vs_cot:.1f}×"]
+
+
+def title(meta: Mapping[str, Any]) -> str:
+    return (f"{meta.get('task', '?')} ({meta.get('split', '?')}) · model "
+            f"{meta.get('model', '?')}")
+
+
+def to_markdown(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str) -> str:
+    right = {"accuracy", "rows", "questions", "seeds", "tokens/q", "seconds/q", "vs cot"}
+    lines = [f"**{title(meta)}**", "",
+             "| " + " | ".join(HEADERS) + " |",
+             "|" + "|".join("---:" if h in right else "---" for h in HEADERS) + "|"]
+    lines += ["| " + " | ".join(table_cells(s)) + " |" for s in summaries]
+    lines += ["", f"{CI_METHODS[ci].description}. tokens/q: mean completion tokens per question "
+              "(discarded samples included); seconds/q: mean wall seconds per question; vs cot: "
+              "tokens/q over cot's."]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str) -> str:
+    payload = {"meta": dict(meta),
+               "ci": {"method": ci, "level": 0.95, "description": CI_METHODS[ci].description},
+               "schemes": [asdict(s) for s in summaries]}
+    return json.dumps(payload, indent=1)
+
+
+def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
+    """Accuracy vs mean completion tokens per question (log x), one line per scheme family,
+    error bars from the CIs. Written atomically (a temporary file, then a rename)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plot", str(path), "drawing needs matplotlib: pip install matplotlib"
+                          ) from None
+    matplotlib.use("Agg")  # no display; safe in CI and over ssh
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    families: dict[str, list[SchemeSummary]] = defaultdict(list)
+    for s in summaries:
+        families[s.family].append(s)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for family, members in families.items():
+        members = sorted(members, key=lambda s: (s.size or 0, s.mean_completion_tokens))
+        xs = [max(s.mean_completion_tokens, 1.0) for s in members]  # log axis: no zeros
+        ys = [s.accuracy for s in members]
+        yerr = [[s.accuracy - s.ci_low for s in members], [s.ci_high - s.accuracy for s in members]]
+        ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=3, label=family,
+                    linestyle="-" if len(members) > 1 else "none")
+        for s, x, y in zip(members, xs, ys, strict=True):
+            if s.size is not None:
+                ax.annotate(f"@{s.size}", (x, y), textcoords="offset points", xytext=(4, -10),
+                            fontsize=8)
+    ax.set_xscale("log")
+    # Plain numbers (1000 rather than 10^3); minor ticks labelled only over a short range.
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.0f}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False,
+                                                                minor_thresholds=(2, 0.5)))
+    ax.set_xlabel("mean completion tokens per question (log scale)")
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.set_title(heading, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,199 @@
+"""Run a task × schemes × seeds grid into a results store, resumably.
+
+    ponder eval gsm8k --split test --limit 200 --model default \
+        --schemes cot,self-consistency@8,adaptive@16 --seeds 3 --out runs/gsm8k.db [--resume]
+
+Order of work: question-major — for each question, every scheme and seed — so that at any moment
+(and after a kill) all schemes cover the same questions and a partial report compares like with
+like; the progress bar's ETA averages over the same mix of schemes the rest of the run has.
+The model is loaded once for the whole grid. Each scheme runs exactly as `ponder solve --scheme`
+runs it: self-consistency@4, @8 and @16 draw their own samples (no shared-samples shortcut).
+
+Seeds: seed s (0 ≤ s < --seeds) is the scheme config's `seed`. A greedy scheme (temperature 0,
+i.e. cot by default) gives the same chain for every seed, so it is run once per question and
+stored as seed 0; the report shows its `seeds` as 1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rich import progress as rp
+from rich.console import Console
+
+from ponder.core.errors import ConfigError, DataError
+from ponder.core.protocols import LanguageModel
+from ponder.eval.store import Row, Store
+from ponder.schemes import Scheme, get_scheme
+from ponder.tasks.base import Record, Task
+
+ModelFactory = Callable[[], LanguageModel]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and where to write it. Validates itself before anything is loaded."""
+
+    task: str
+    schemes: tuple[str, ...]
+    out: Path
+    model: str = "default"
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    split: str = "test"
+    data: Path | None = None
+    limit: int | None = None
+    seeds: int = 1
+    max_tokens: int | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.schemes:
+            raise ConfigError("schemes", "", "name one or more, e.g. cot,self-consistency@8")
+        if len(set(self.schemes)) != len(self.schemes):
+            raise ConfigError("schemes", ",".join(self.schemes), "name each scheme once")
+        if self.seeds < 1:
+            raise ConfigError("seeds", self.seeds, "use a positive number of seeds")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("limit", self.limit, "use a positive number of questions")
+        for spec in self.schemes:
+            self.scheme(spec, 0)  # unknown names and bad settings fail now, in one line
+
+    def scheme(self, spec: str, seed: int) -> Scheme:
+        return get_scheme(spec, seed=seed, max_tokens=self.max_tokens)
+
+    def seeds_for(self, spec: str) -> range:
+        """Greedy schemes are deterministic: one run, stored as seed 0."""
+        return range(1) if self.scheme(spec, 0).config.temperature == 0 else range(self.seeds)
+
+    def meta(self) -> dict[str, Any]:
+        """The store's metadata; the keys in store.IDENTITY must match on --resume."""
+        return {"model": self.model, "model_args": dict(self.model_args), "task": self.task,
+                "split": self.split, "data": str(self.data.resolve()) if self.data else None,
+                "settings": {"max_tokens": self.max_tokens}, "limit": self.limit,
+                "schemes": list(self.schemes), "seeds": self.seeds}
+
+
+@dataclass(frozen=True)
+class Job:
+    position: int
+    record: Record
+    scheme: str
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.record.id, self.scheme, self.seed
+
+
+@dataclass
+class Outcome:
+    planned: int  # rows in the whole grid
+    resumed: int  # already in the store when this run started
+    written: int  # written by this run
+
+
+def parse_model_args(items: Sequence[str]) -> dict[str, Any]:
+    """`--model-arg key=value` pairs; values are JSON where they parse (0.01, true, ["a"]),
+    else strings."""
+    args: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError("model-arg", item, "write key=value, e.g. --model-arg n_ctx=8192")
+        try:
+            args[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            args[key.strip()] = value
+    return args
+
+
+def load_records(cfg: EvalConfig, task: Task) -> list[Record]:
+    """The task's questions: `--data` (a JSONL file or a directory), else its hub copy."""
+    if cfg.data is None and task.path is None and task.hub is not None \
+            and task.hub.split != cfg.split:
+        task = replace(task, hub=replace(task.hub, split=cfg.split))
+    records = task.load(cfg.data, limit=cfg.limit)
+    if not records:
+        raise DataError(f"task {task.name!r} has no questions in {cfg.data or 'its source'}")
+    missing = [r.id for r in records if r.gold is None]
+    if missing:
+        raise DataError(f"{len(missing)} questions of {task.name!r} have no gold answer (first: "
+                        f"{missing[0]}); evaluation needs gold answers")
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"task {task.name!r} has duplicate question ids; ids must be unique")
+    return records
+
+
+def plan(cfg: EvalConfig, records: Sequence[Record]) -> list[Job]:
+    """Every row of the grid, question-major."""
+    return [Job(position, record, spec, seed)
+            for position, record in enumerate(records)
+            for spec in cfg.schemes
+            for seed in cfg.seeds_for(spec)]
+
+
+def solve(job: Job, cfg: EvalConfig, task: Task, model: LanguageModel) -> Row:
+    """Run one job as `ponder solve` would and judge it."""
+    scheme = cfg.scheme(job.scheme, job.seed)
+    result = scheme(task.problem(job.record), model=model)
+    assert job.record.gold is not None  # load_records guarantees it
+    correct = result.answer is not None and task.check(result.answer, job.record.gold)
+    usage = result.usage
+    return Row(
+        question_id=job.record.id, scheme=job.scheme, seed=job.seed, position=job.position,
+        config=json.dumps(asdict(scheme.config)), correct=int(correct), answer=result.answer,
+        gold=job.record.gold, prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens, reasoning_tokens=usage.reasoning_tokens,
+        cached_tokens=usage.cached_tokens, model_calls=usage.model_calls, seconds=usage.seconds,
+        finish_reason=result.finish_reason, trace=json.dumps(result.trace.to_dict()))
+
+
+def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
+             progress: bool = True, command: str = "") -> Outcome:
+    """Run (or resume) the grid. `model_factory` replaces `load_model(cfg.model,
+    **cfg.model_args)`, e.g. for tests; the model is created once, only if work remains."""
+    from ponder.models.catalog import load_model
+    from ponder.tasks import get_task
+
+    task = get_task(cfg.task)
+    jobs = plan(cfg, load_records(cfg, task))
+    with Store.create(cfg.out, cfg.meta(), resume=cfg.resume, command=command) as store:
+        done = store.done()
+        todo = [job for job in jobs if job.key not in done]
+        outcome = Outcome(planned=len(jobs), resumed=len(jobs) - len(todo), written=0)
+        if not todo:
+            return outcome
+        right = sum(done[job.key] for job in jobs if job.key in done)
+        model = model_factory() if model_factory else load_model(cfg.model, **cfg.model_args)
+        try:
+            with _progress(progress) as bar:
+                tid = bar.add_task(task.name, total=len(jobs), completed=outcome.resumed,
+                                   acc=_accuracy(right, outcome.resumed))
+                for job in todo:
+                    bar.update(tid, description=f"{job.scheme} seed {job.seed}")
+                    row = solve(job, cfg, task, model)
+                    store.add(row)  # committed: a kill after this line keeps the row
+                    outcome.written += 1
+                    right += row.correct
+                    bar.update(tid, advance=1,
+                               acc=_accuracy(right, outcome.resumed + outcome.written))
+        finally:
+            model.close()
+    return outcome
+
+
+def _accuracy(right: int, rows: int) -> str:
+    return f"acc {right / rows:.1%} of {rows}" if rows else "acc —"
+
+
+def _progress(enabled: bool) -> rp.Progress:
+    """A bar on stderr: rows done / planned, accuracy so far, elapsed and ETA."""
+    return rp.Progress(rp.TextColumn("{task.description:<26}"), rp.BarColumn(),
+                       rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[acc]}"),
+                       rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(),
+                       console=Console(stderr=True), disable=not enabled)

@@ -1,0 +1,246 @@
+"""The results store: one SQLite file per evaluation run, safe to kill at any moment.
+
+Two tables of facts and one of history:
+
+    meta(key, value)      what was evaluated: model, model args, task, split, data, settings,
+                          plus the first command line, ponder version and machine (JSON values)
+    sessions(...)         one row per invocation (started, command, version, machine), so a
+                          resumed run records every process that wrote to the file
+    results(...)          one row per (question id × scheme spec × seed), PRIMARY KEY on those
+                          three, so a resumed run can never write a row twice
+
+Durability: WAL journal with `synchronous=FULL`, and every result row committed in its own
+transaction. With WAL, a commit appends the row's pages to the -wal file; the database file is
+only rewritten at checkpoints, which are themselves crash-safe. A SIGKILL therefore loses at
+most the row in flight and never corrupts the file (kill -9 does not lose data the OS already
+has, even with synchronous=NORMAL). FULL also fsyncs the WAL at each commit, so a committed row
+survives a power cut too. The price, one fsync per row, is nothing next to a model call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ponder.core.errors import DataError, PonderError
+
+SCHEMA_VERSION = 1
+# Meta keys that define *what* is evaluated: a resumed run must match them exactly.
+IDENTITY = ("model", "model_args", "task", "split", "data", "settings")
+# Meta keys a resumed run may change (add schemes, seeds, questions): the latest run's are kept.
+# The rest (created, command, version, machine) describe the first run; `sessions` has them all.
+LATEST = ("schemes", "seeds", "limit")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY, started TEXT NOT NULL, command TEXT NOT NULL,
+    version TEXT NOT NULL, machine TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    question_id TEXT NOT NULL, scheme TEXT NOT NULL, seed INTEGER NOT NULL,
+    position INTEGER NOT NULL,           -- the question's index in the task split
+    config TEXT NOT NULL,                -- the scheme's full config, JSON
+    correct INTEGER NOT NULL,            -- 0 or 1
+    answer TEXT, gold TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,
+    model_calls INTEGER NOT NULL, seconds REAL NOT NULL,
+    finish_reason TEXT NOT NULL,
+    trace TEXT NOT NULL,                 -- ponder.core.types.Trace.to_dict(), JSON
+    created TEXT NOT NULL,
+    PRIMARY KEY (question_id, scheme, seed));
+"""
+
+
+class StoreExists(PonderError):
+    """A new run pointed at a database that already holds results."""
+
+
+class StoreMismatch(PonderError):
+    """A --resume into a database that holds a different evaluation."""
+
+
+@dataclass
+class Row:
+    """One scheme run on one question with one seed."""
+
+    question_id: str
+    scheme: str
+    seed: int
+    position: int
+    config: str
+    correct: int
+    answer: str | None
+    gold: str
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cached_tokens: int
+    model_calls: int
+    seconds: float
+    finish_reason: str
+    trace: str
+    created: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.question_id, self.scheme, self.seed
+
+
+COLUMNS = tuple(f.name for f in fields(Row))
+
+
+def machine_info() -> dict[str, Any]:
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "machine": platform.machine(), "cpus": os.cpu_count()}
+
+
+def ponder_version() -> str:
+    from ponder import __version__
+    return __version__
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Store:
+    """An open results database. Use `Store.create` to start or resume a run, `Store.read` to
+    report on one."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path, self.conn = path, conn
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def _connect(cls, path: Path, *, write: bool) -> Store:
+        # isolation_level=None: autocommit, so each INSERT is its own transaction.
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        ours = {"meta", "sessions", "results"}
+        try:
+            tables = {name for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if write and tables <= ours:  # a new file, or one of ours: never another app's
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(_SCHEMA)
+                tables = ours
+            if not ours <= tables:
+                raise sqlite3.DatabaseError("it has no results table")
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise DataError(f"{path} is not a ponder results database ({e}); "
+                            + ("choose another --out" if write else "give the --out of a "
+                               "`ponder eval` run")) from e
+        return cls(path, conn)
+
+    @classmethod
+    def create(cls, path: Path, meta: Mapping[str, Any], *, resume: bool,
+               command: str = "") -> Store:
+        """Open `path` for writing the evaluation described by `meta`.
+
+        Without `resume`, a database that already holds results is an error (never overwrite);
+        with it, the stored identity (model, task, split, ...) must equal `meta`'s."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls._connect(path, write=True)
+        try:
+            count = store.count()
+            stored = store.meta()
+            if count and not resume:
+                raise StoreExists(f"{path} already holds {count} results; pass --resume to "
+                                  "continue that run, or choose another --out")
+            if count and resume:
+                store._check_identity(stored, meta)
+            with store.conn:  # one transaction: meta and session appear together or not at all
+                store.conn.execute("BEGIN")
+                if not count:  # a new run, or an empty file left by one killed before a row
+                    store.conn.execute("DELETE FROM meta")
+                    stored = {}
+                for key, value in {"schema_version": SCHEMA_VERSION, "created": _now(),
+                                   "command": command, "version": ponder_version(),
+                                   "machine": machine_info(), **meta}.items():
+                    if key not in stored or key in LATEST:
+                        store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                           (key, json.dumps(value)))
+                store.conn.execute(
+                    "INSERT INTO sessions (started, command, version, machine) VALUES (?,?,?,?)",
+                    (_now(), command, ponder_version(), json.dumps(machine_info())))
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def read(cls, path: Path) -> Store:
+        if not path.is_file():
+            raise DataError(f"no results database at {path}; run `ponder eval ... --out {path}`")
+        return cls._connect(path, write=False)
+
+    def _check_identity(self, stored: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        for key in IDENTITY:
+            if stored.get(key) != meta.get(key):
+                raise StoreMismatch(
+                    f"cannot resume {self.path}: it holds {key}={stored.get(key)!r}, this run "
+                    f"has {key}={meta.get(key)!r}; use the same settings or another --out")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing and reading ---------------------------------------------------------------
+
+    def add(self, row: Row) -> None:
+        """Write one row, committed on return (its own transaction)."""
+        values = asdict(row)
+        values["created"] = values["created"] or _now()
+        marks = ", ".join("?" for _ in COLUMNS)
+        try:
+            self.conn.execute(f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({marks})",
+                              [values[c] for c in COLUMNS])
+        except sqlite3.IntegrityError as e:  # the resume logic skips stored keys: a 2nd writer
+            raise StoreExists(f"{self.path} already has the row {row.key}; is another "
+                              "`ponder eval` writing to it?") from e
+
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+
+    def count(self) -> int:
+        [(n,)] = self.conn.execute("SELECT COUNT(*) FROM results")
+        return int(n)
+
+    def done(self) -> dict[tuple[str, str, int], int]:
+        """The keys already stored (what a resumed run skips), each with its `correct`."""
+        return {(q, s, int(seed)): int(ok) for q, s, seed, ok in self.conn.execute(
+            "SELECT question_id, scheme, seed, correct FROM results")}
+
+    def rows(self, *, traces: bool = True) -> Iterator[Row]:
+        """All rows in question order; `traces=False` leaves traces out (reports do not need
+        them, and a large run's traces are hundreds of megabytes)."""
+        columns = [c if traces or c != "trace" else "'' AS trace" for c in COLUMNS]
+        cursor = self.conn.execute(f"SELECT {', '.join(columns)} FROM results "
+                                   "ORDER BY position, scheme, seed")
+        for values in cursor:
+            yield Row(**dict(zip(COLUMNS, values, strict=True)))
+
+
+def command_line() -> str:
+    """The command that started this process, as a user would retype it."""
+    import shlex
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    head = (f"python -m {spec.name.removesuffix('.__main__')}" if spec is not None
+            else Path(sys.argv[0]).name)
+    return " ".join([head, *(shlex.quote(a) for a in sys.argv[1:])])

@@ -1,0 +1,331 @@
+"""`ponder eval` / `ponder report` on the scripted fake: the grid, the store, resume after
+SIGKILL, the report's numbers and its plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ponder.core.errors import ConfigError, DataError, UnknownName
+from ponder.core.types import Trace
+from ponder.eval.__main__ import app
+from ponder.eval.report import summarize, wilson
+from ponder.eval.runner import EvalConfig, parse_model_args, run_eval
+from ponder.eval.store import Row, Store, StoreExists, StoreMismatch
+from ponder.models.fake import ScriptedModel
+
+# The fake always answers 42 unless scripted otherwise, so a question is right iff its gold is 42.
+GOLDS = ["42", "4", "42", "7", "42", "9"]
+
+
+def write_questions(path: Path, golds: list[str] = GOLDS) -> Path:
+    lines = [json.dumps({"question": f"Question {i}: what is the answer?", "answer": f"#### {g}"})
+             for i, g in enumerate(golds)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def config(tmp_path: Path, **changes: object) -> EvalConfig:
+    settings: dict[str, object] = dict(
+        task="gsm8k", schemes=("cot", "self-consistency@3", "adaptive@4", "best-of-n@2"),
+        out=tmp_path / "run.db", model="fake", data=write_questions(tmp_path / "q.jsonl"),
+        seeds=2)
+    settings.update(changes)
+    return EvalConfig(**settings)  # type: ignore[arg-type]
+
+
+def stored(path: Path) -> list[Row]:
+    with Store.read(path) as store:
+        return list(store.rows())
+
+
+def test_grid_has_one_row_per_question_scheme_seed_and_cot_runs_once(tmp_path: Path) -> None:
+    outcome = run_eval(config(tmp_path), progress=False)
+    rows = stored(tmp_path / "run.db")
+    # cot is greedy: one run per question; the three sampled schemes: 2 seeds each.
+    assert outcome.planned == outcome.written == len(rows) == 6 + 3 * 6 * 2
+    seeds = {s: {r.seed for r in rows if r.scheme == s} for s in {r.scheme for r in rows}}
+    assert seeds == {"cot": {0}, "self-consistency@3": {0, 1}, "adaptive@4": {0, 1},
+                     "best-of-n@2": {0, 1}}
+    assert [r.position for r in rows] == sorted(r.position for r in rows)
+
+
+def test_rows_record_correctness_answer_usage_and_trace(tmp_path: Path) -> None:
+    def script(prompt: str, _i: int) -> str:  # question 3 is answered 7 (right), others 42
+        return "so \\boxed{7}" if "Question 3:" in prompt else "so \\boxed{42}"
+
+    model = ScriptedModel(script)
+    run_eval(config(tmp_path), model_factory=lambda: model, progress=False)
+    rows = stored(tmp_path / "run.db")
+    for r in rows:
+        assert r.gold == GOLDS[r.position]
+        assert r.answer == ("7" if r.position == 3 else "42")
+        assert r.correct == int(r.answer == r.gold)
+        assert r.completion_tokens == r.reasoning_tokens > 0 and r.prompt_tokens > 0
+        assert r.model_calls >= 1 and r.seconds >= 0 and r.finish_reason == "stop"
+        assert json.loads(r.config)["seed"] == r.seed
+        assert Trace.from_dict(json.loads(r.trace)).nodes
+    assert sum(r.correct for r in rows if r.scheme == "cot") == 4  # 42, 42, 7 and 42
+    # The seed reaches the model: self-consistency@3's calls carry seeds 0 and 1.
+    sc_seeds = {req.params.seed for call in model.calls for req in call if req.params.n == 3}
+    assert sc_seeds == {0, 1}
+
+
+def test_existing_results_need_resume(tmp_path: Path) -> None:
+    run_eval(config(tmp_path, schemes=("cot",)), progress=False)
+    with pytest.raises(StoreExists, match="pass --resume"):
+        run_eval(config(tmp_path, schemes=("cot",)), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        pytest.param({"model": "default"}, "model", id="other-model"),
+        pytest.param({"task": "math"}, "task", id="other-task"),
+        pytest.param({"split": "train"}, "split", id="other-split"),
+        pytest.param({"max_tokens": 64}, "settings", id="other-settings"),
+    ],
+)
+def test_resume_refuses_a_different_run(tmp_path: Path, change: dict[str, object],
+                                        field: str) -> None:
+    run_eval(config(tmp_path, schemes=("cot",)), progress=False)
+    with pytest.raises(StoreMismatch, match=f"cannot resume .* holds {field}="):
+        run_eval(config(tmp_path, schemes=("cot",), resume=True, **change), progress=False)
+
+
+def test_resume_runs_only_what_is_missing(tmp_path: Path) -> None:
+    run_eval(config(tmp_path, limit=2), progress=False)
+    outcome = run_eval(config(tmp_path, limit=4, resume=True), progress=False)
+    assert (outcome.resumed, outcome.written) == (2 * 7, 2 * 7)
+
+    def no_model() -> ScriptedModel:
+        raise AssertionError("nothing left to do: the model must not be loaded")
+
+    outcome = run_eval(config(tmp_path, limit=4, resume=True), model_factory=no_model,
+                       progress=False)
+    assert (outcome.resumed, outcome.written) == (4 * 7, 0)
+    with Store.read(tmp_path / "run.db") as store:
+        assert store.meta()["limit"] == 4  # the run's shape is the latest session's
+        assert store.conn.execute("SELECT COUNT(*) FROM sessions").fetchone() == (3,)
+        with pytest.raises(StoreExists, match="another `ponder eval`"):
+            store.add(stored(tmp_path / "run.db")[0])  # the unique key holds
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        pytest.param({"schemes": ("magic",)}, UnknownName, id="unknown-scheme"),
+        pytest.param({"schemes": ("cot", "cot")}, ConfigError, id="duplicate-scheme"),
+        pytest.param({"seeds": 0}, ConfigError, id="zero-seeds"),
+        pytest.param({"limit": 0}, ConfigError, id="zero-limit"),
+    ],
+)
+def test_bad_config_fails_before_anything_runs(tmp_path: Path, change: dict[str, object],
+                                               error: type[Exception]) -> None:
+    with pytest.raises(error):
+        config(tmp_path, **change)
+
+
+def another_apps_database(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda p: p.write_text("not sqlite " * 200), id="not-sqlite"),
+        pytest.param(another_apps_database, id="another-apps-sqlite"),
+    ],
+)
+def test_a_file_that_is_not_ours_is_a_one_line_error_and_left_alone(
+        tmp_path: Path, make: Callable[[Path], object]) -> None:
+    make(tmp_path / "run.db")
+    before = (tmp_path / "run.db").read_bytes()
+    with pytest.raises(DataError, match="not a ponder results database"):
+        run_eval(config(tmp_path), progress=False)
+    with pytest.raises(DataError, match="not a ponder results database"):
+        Store.read(tmp_path / "run.db")
+    assert (tmp_path / "run.db").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        pytest.param(["delay_per_token=0.01"], {"delay_per_token": 0.01}, id="number"),
+        pytest.param(["name=qwen"], {"name": "qwen"}, id="bare-string"),
+        pytest.param(['script=["a", "b"]', "flag=true"], {"script": ["a", "b"], "flag": True},
+                     id="json-values"),
+    ],
+)
+def test_model_args_parse_as_json_or_text(items: list[str], expected: dict[str, object]) -> None:
+    assert parse_model_args(items) == expected
+
+
+def test_model_arg_without_equals_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_model_args(["n_ctx"])
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def row(q: int, scheme: str, seed: int, correct: int, tokens: int) -> Row:
+    return Row(question_id=f"q{q}", scheme=scheme, seed=seed, position=q, config="{}",
+               correct=correct, answer="1", gold="1", prompt_tokens=10, completion_tokens=tokens,
+               reasoning_tokens=tokens, cached_tokens=0, model_calls=1, seconds=0.5,
+               finish_reason="stop", trace="{}")
+
+
+@pytest.fixture
+def hand_db(tmp_path: Path) -> Path:
+    """cot: 7 of 10 questions right at 100 tokens; self-consistency@4: 5 questions × 2 seeds,
+    8 of 10 rows right at 400 tokens (1 s each)."""
+    path = tmp_path / "hand.db"
+    meta = {"model": "m", "task": "gsm8k", "split": "test",
+            "schemes": ["cot", "self-consistency@4"]}
+    with Store.create(path, meta, resume=False) as store:
+        for q in range(10):
+            store.add(row(q, "cot", 0, int(q < 7), 100))
+        for q in range(5):
+            for seed in (0, 1):
+                r = row(q, "self-consistency@4", seed, int(q < 4), 400)
+                r.seconds = 1.0
+                store.add(r)
+    return path
+
+
+def test_wilson_matches_hand_computation() -> None:
+    # 7/10: p = .7, z² = 3.8415; centre (.7 + .19207)/1.38415 = .64449;
+    # half = 1.95996/1.38415 · sqrt(.021 + .0096036) = .24771  ->  [.39678, .89220]
+    assert wilson(7, 10) == pytest.approx((0.39678, 0.89220), abs=1e-5)
+    # 8/10: centre (.8 + .19207)/1.38415 = .71674; half = 1.41600 · sqrt(.016 + .0096036) = .22658
+    assert wilson(8, 10) == pytest.approx((0.49016, 0.94332), abs=1e-5)
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_report_numbers_on_a_hand_made_db(hand_db: Path) -> None:
+    cot, sc = summarize(stored(hand_db), order=["cot", "self-consistency@4"])
+    assert (cot.rows, cot.questions, cot.seeds, cot.accuracy) == (10, 10, 1, 0.7)
+    assert (sc.rows, sc.questions, sc.seeds, sc.accuracy) == (10, 5, 2, 0.8)
+    assert (cot.ci_low, cot.ci_high) == pytest.approx((0.39678, 0.89220), abs=1e-5)
+    assert (sc.ci_low, sc.ci_high) == pytest.approx((0.49016, 0.94332), abs=1e-5)
+    assert (cot.mean_completion_tokens, sc.mean_completion_tokens) == (100, 400)
+    assert (cot.mean_seconds, sc.mean_seconds) == (0.5, 1.0)
+    assert (cot.tokens_vs_cot, sc.tokens_vs_cot) == (1.0, 4.0)
+    assert (sc.family, sc.size) == ("self-consistency", 4)
+
+
+def test_bootstrap_resamples_questions_and_is_reproducible(hand_db: Path) -> None:
+    first = summarize(stored(hand_db), ci="bootstrap")
+    again = summarize(stored(hand_db), ci="bootstrap")
+    assert [(s.ci_low, s.ci_high) for s in first] == [(s.ci_low, s.ci_high) for s in again]
+    for s in first:
+        assert s.ci_low <= s.accuracy <= s.ci_high
+    # self-consistency@4: questions are all-right or all-wrong, so every resample is a multiple
+    # of 1/5 (whole questions), never of 1/10 (single rows).
+    sc = next(s for s in first if s.scheme == "self-consistency@4")
+    assert round(sc.ci_low * 5, 9).is_integer() and round(sc.ci_high * 5, 9).is_integer()
+    with pytest.raises(UnknownName, match="bootstrap, wilson"):
+        summarize(stored(hand_db), ci="nope")
+
+
+def test_report_command_json_markdown_and_plot(hand_db: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["report", str(hand_db), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["ci"]["method"] == "wilson" and payload["meta"]["model"] == "m"
+    assert [s["scheme"] for s in payload["schemes"]] == ["cot", "self-consistency@4"]
+
+    result = CliRunner().invoke(app, ["report", str(hand_db), "--markdown", "--plot",
+                                      str(tmp_path / "plot.png")])
+    assert result.exit_code == 0, result.output
+    assert "| cot | 70.0% | 39.7%–89.2% | 10 |" in result.stdout
+    assert "Wilson score interval" in result.stdout
+    png = (tmp_path / "plot.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR" and len(png) > 5000
+
+
+# --- a real process, killed mid-run and resumed --------------------------------------------------
+
+
+def ponder_eval(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ponder.eval", "eval", *args]
+
+
+def count_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+def comparable(rows: list[Row]) -> list[dict[str, object]]:
+    """Rows without their timings."""
+    return [{k: v for k, v in asdict(r).items() if k not in {"seconds", "created"}}
+            for r in rows]
+
+
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    data = write_questions(tmp_path / "q.jsonl")
+    schemes = ("cot", "self-consistency@3", "adaptive@4")
+    db = tmp_path / "killed.db"
+    args = ["gsm8k", "--data", str(data), "--model", "fake", "--model-arg",
+            "delay_per_token=0.01", "--schemes", ",".join(schemes), "--seeds", "2",
+            "--out", str(db)]
+    planned = 6 + 2 * 6 * 2
+    proc = subprocess.Popen(ponder_eval(*args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while count_rows(db) < 8 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    assert 8 <= count_rows(db) < planned
+
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+
+    resumed = subprocess.run(ponder_eval(*args, "--resume"), capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"already stored, {planned} planned" in resumed.stderr
+
+    reference = tmp_path / "reference.db"
+    run_eval(EvalConfig(task="gsm8k", schemes=schemes, out=reference, model="fake", data=data,
+                        seeds=2), progress=False)
+    assert comparable(stored(db)) == comparable(stored(reference))
+    assert len(stored(db)) == planned
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone() == (2,)
+    conn.close()
+
+
+def test_cli_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    data = write_questions(tmp_path / "q.jsonl")
+    args = ["gsm8k", "--data", str(data), "--model", "fake", "--schemes", "cot",
+            "--out", str(tmp_path / "r.db")]
+    assert subprocess.run(ponder_eval(*args), capture_output=True, timeout=60).returncode == 0
+    again = subprocess.run(ponder_eval(*args), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2
+    assert again.stderr.strip().count("\n") == 0 and "--resume" in again.stderr
