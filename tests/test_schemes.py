@@ -201,6 +201,27 @@ def test_config_errors_name_the_parameter(override: dict[str, object], param: st
     assert err.value.param == param
 
 
-def test_parse_spec() -> None:
-    assert parse_spec("self-consistency@8") == ("self-consistency", 8)
-    assert parse_spec("cot") == ("cot", None)
+@pytest.mark.parametrize(
+    ("spec", "parsed"),
+    [
+        pytest.param("cot", ("cot", None, {}), id="bare"),
+        pytest.param("self-consistency@8", ("self-consistency", 8, {}), id="at-n"),
+        pytest.param("adaptive@16:temperature=0.3:batch=8",
+                     ("adaptive", 16, {"temperature": 0.3, "batch": 8}), id="settings"),
+        pytest.param("best-of-n:selection=plain", ("best-of-n", None, {"selection": "plain"}),
+                     id="text-value"),
+    ],
+)
+def test_parse_spec(spec: str, parsed: tuple[str, int | None, dict[str, object]]) -> None:
+    assert parse_spec(spec) == parsed
+
+
+def test_spec_settings_reach_the_config() -> None:
+    scheme = get_scheme("adaptive@16:temperature=0.3:batch=8", temperature=0.9)
+    assert (scheme.config.n, scheme.config.temperature, scheme.config.batch) == (16, 0.3, 8)
+
+
+@pytest.mark.parametrize("spec", ["adaptive@4:batch", "adaptive@4:batch=x", "cot:=3"])
+def test_bad_spec_settings(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        get_scheme(spec)

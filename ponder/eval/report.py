@@ -117,7 +117,7 @@ def summarize(rows: Iterable[Row], *, ci: str = "wilson",
 
 
 def _summary(name: str, rows: Sequence[Row], method: CIMethod) -> SchemeSummary:
-    family, size = parse_spec(name)
+    family, size, _ = parse_spec(name)
     n = len(rows)
     correct = sum(r.correct for r in rows)
     low, high = method.interval(rows)

@@ -1,11 +1,14 @@
 """The scheme table: every way ponder can think, by name (after search-and-learn's APPROACHES).
 
-`get_scheme("self-consistency@8", temperature=0.5)` returns a ready `Scheme`; `name@N` sets the
-number of samples (or, for tree schemes, their main width) wherever a scheme is named.
+`get_scheme("self-consistency@8", temperature=0.5)` returns a ready `Scheme`. Wherever a scheme
+is named, a spec may also carry settings: `name@N:key=value:key=value`, e.g.
+`self-consistency@8:temperature=0.3` — `@N` sets the number of samples (or, for tree schemes,
+their main width); values are read as JSON where they parse (numbers, true/false), else text.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -48,25 +51,35 @@ class Scheme:
         return self.entry.run(problem, model=model, scorer=scorer, config=self.config, run=run)
 
 
-def parse_spec(spec: str) -> tuple[str, int | None]:
-    """'self-consistency@8' -> ('self-consistency', 8); 'cot' -> ('cot', None)."""
-    name, at, count = spec.strip().partition("@")
-    if not at:
-        return name, None
-    if not count.isdigit() or int(count) < 1:
+def parse_spec(spec: str) -> tuple[str, int | None, dict[str, Any]]:
+    """'self-consistency@8:temperature=0.3' -> ('self-consistency', 8, {'temperature': 0.3})."""
+    head, *pairs = spec.strip().split(":")
+    name, at, count = head.partition("@")
+    if at and (not count.isdigit() or int(count) < 1):
         raise ConfigError("scheme", spec, "write name@N with N a positive integer, e.g. "
                           "self-consistency@8")
-    return name, int(count)
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ConfigError("scheme", spec, "write settings as name@N:key=value, e.g. "
+                              "self-consistency@8:temperature=0.3")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return name, int(count) if at else None, settings
 
 
 def get_scheme(spec: str, **overrides: Any) -> Scheme:
-    """A scheme by name (`name@N` allowed) with config overrides; None values are ignored."""
-    name, n = parse_spec(spec)
+    """A scheme by spec with config overrides (None values are ignored). Settings written in
+    the spec win over overrides: the spec is what a results table names."""
+    name, n, spec_settings = parse_spec(spec)
     if name not in SCHEMES:
         raise UnknownName("scheme", name, SCHEMES)
     entry = SCHEMES[name]
     valid = {f.name for f in fields(entry.config)}
-    settings = {k: v for k, v in overrides.items() if v is not None}
+    settings = {k: v for k, v in overrides.items() if v is not None} | spec_settings
     if n is not None:
         settings["n"] = n
     unknown = sorted(set(settings) - valid)
@@ -75,4 +88,8 @@ def get_scheme(spec: str, **overrides: Any) -> Scheme:
                           f"scheme {name!r} takes {', '.join(sorted(valid))}")
     if name == "cot" and settings.get("n", 1) != 1:
         raise ConfigError("n", settings["n"], "cot samples one chain; use self-consistency@N")
-    return Scheme(name, entry, entry.config(**settings))
+    try:
+        config = entry.config(**settings)
+    except TypeError as e:  # a value of the wrong type, e.g. n="x"
+        raise ConfigError("scheme", spec, f"check the settings' types ({e})") from None
+    return Scheme(name, entry, config)
