@@ -14,6 +14,7 @@ from rich.console import Console
 
 from ponder.core.errors import ConfigError, PonderError
 from ponder.eval.commands import eval_command, report_command
+from ponder.serve.commands import serve_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn a language model into a reasoning model.")
@@ -141,6 +142,7 @@ def models() -> None:
 
 app.command("eval")(eval_command)
 app.command("report")(report_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

@@ -221,7 +221,9 @@ def test_spec_settings_reach_the_config() -> None:
     assert (scheme.config.n, scheme.config.temperature, scheme.config.batch) == (16, 0.3, 8)
 
 
-@pytest.mark.parametrize("spec", ["adaptive@4:batch", "adaptive@4:batch=x", "cot:=3"])
+@pytest.mark.parametrize("spec", ["adaptive@4:batch", "adaptive@4:batch=x", "cot:=3",
+                                  "best-of-n:n=1e3", "self-consistency@2:max_tokens=0.5",
+                                  "best-of-n:selection=3", "adaptive:temperature=hot"])
 def test_bad_spec_settings(spec: str) -> None:
     with pytest.raises(ConfigError):
         get_scheme(spec)

@@ -88,8 +88,24 @@ def get_scheme(spec: str, **overrides: Any) -> Scheme:
                           f"scheme {name!r} takes {', '.join(sorted(valid))}")
     if name == "cot" and settings.get("n", 1) != 1:
         raise ConfigError("n", settings["n"], "cot samples one chain; use self-consistency@N")
-    try:
-        config = entry.config(**settings)
-    except TypeError as e:  # a value of the wrong type, e.g. n="x"
-        raise ConfigError("scheme", spec, f"check the settings' types ({e})") from None
-    return Scheme(name, entry, config)
+    defaults = {f.name: f.default for f in fields(entry.config)}
+    for key, value in settings.items():
+        settings[key] = _typed(key, value, defaults[key])
+    return Scheme(name, entry, entry.config(**settings))
+
+
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """Check a setting against its default's type (JSON gives 1e3 for n, "x" for batch)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, float):
+        ok, kind = is_int or isinstance(value, float), "a number"
+        value = float(value) if ok else value
+    elif isinstance(default, int) or default is None:  # counts, seeds, budgets
+        ok, kind = is_int or (default is None and value is None), "an integer"
+    else:
+        ok, kind = isinstance(value, type(default)), f"a {type(default).__name__}"
+    if not ok:
+        raise ConfigError(key, value, f"use {kind}")
+    return value

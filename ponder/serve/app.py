@@ -1,0 +1,336 @@
+"""The HTTP layer: routes and streaming. A thin protocol layer over `Scheme.__call__`:
+everything about thinking is decided in protocol.to_params() and the schemes.
+
+  POST /v1/chat/completions   a request's n choices = n independent scheme runs
+  GET  /v1/models[/NAME]      the models this server hosts, by name
+  GET  /health                liveness, plus the run counters (active runs, queue, cancelled)
+
+Streaming (SSE, OpenAI's chunk format): a one-chain scheme (cot) streams its reasoning as
+`delta.reasoning_content` while it is written; a multi-sample scheme sends progress chunks
+(empty delta, `ponder.reasoning_tokens` so far) while it searches, then the chosen chain's
+reasoning in one delta. Then the content, the finish chunk, the usage chunk if asked, [DONE].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from ponder.core.problem import Problem
+from ponder.core.protocols import LanguageModel, OnText
+from ponder.core.types import Result
+from ponder.schemes import Scheme
+from ponder.schemes.effort import EFFORTS, Effort
+from ponder.serve.engine import Engine, Events, Ticket
+from ponder.serve.errors import HANDLERS, APIError, error_of
+from ponder.serve.protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Choice,
+    ChunkChoice,
+    CompletionDetails,
+    Delta,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    Params,
+    PonderInfo,
+    PromptDetails,
+    UsageInfo,
+)
+
+PROGRESS_SECONDS = 0.25  # how often a searching scheme reports progress while streaming
+
+
+@dataclass
+class Server:
+    models: Mapping[str, LanguageModel]
+    problem_for: Callable[[str], Problem]
+    efforts: Mapping[str, Effort]
+    engine: Engine
+    api_key: str | None
+    started: int
+
+
+def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str], Problem], *,
+               efforts: Mapping[str, Effort] = EFFORTS, api_key: str | None = None,
+               max_concurrency: int = 4, max_queue: int = 64) -> FastAPI:
+    """The app, serving `models` by name; `problem_for(question)` is the task's prompt."""
+    server = Server(dict(models), problem_for, dict(efforts),
+                    Engine(max_concurrency, max_queue), api_key, int(time.time()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        server.engine.close()
+
+    app = FastAPI(title="ponder", summary="An OpenAI-compatible reasoning server.",
+                  version="0.1.0", lifespan=lifespan)
+    app.state.server = server
+    app.openapi = partial(_openapi_without_422, app.openapi)  # type: ignore[method-assign]
+    for exc_type, handler in HANDLERS.items():
+        app.add_exception_handler(exc_type, handler)
+
+    def check_key(request: Request) -> None:
+        if server.api_key is None:
+            return
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not secrets.compare_digest(given.encode(), server.api_key.encode()):
+            raise APIError(401, "invalid or missing API key; send Authorization: Bearer KEY",
+                           code="invalid_api_key")
+
+    errors: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorResponse} for s in (400, 401, 404, 500, 502, 503)}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "models": list(server.models), **server.engine.stats.to_dict()}
+
+    @app.get("/v1/models", response_model=ModelList, responses=errors,
+             dependencies=[Depends(check_key)])
+    async def list_models() -> ModelList:
+        return ModelList(data=[ModelCard(id=name, created=server.started)
+                               for name in server.models])
+
+    @app.get("/v1/models/{name:path}", response_model=ModelCard, responses=errors,
+             dependencies=[Depends(check_key)])
+    async def get_model(name: str) -> ModelCard:
+        if name not in server.models:
+            raise APIError(404, f"model {name!r} is not served here", param="model",
+                           code="model_not_found")
+        return ModelCard(id=name, created=server.started)
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, responses=errors,
+              dependencies=[Depends(check_key)])
+    async def chat(body: ChatRequest, request: Request) -> Any:
+        model = server.models.get(body.model)
+        if model is None:
+            raise APIError(404, f"model {body.model!r} is not served here; this server has "
+                           f"{', '.join(server.models)}", param="model", code="model_not_found")
+        params = body.to_params(server.efforts, server.problem_for)
+        reply = Reply(body.model, params)
+        call = Call(params, model, server.engine, server.engine.admit())  # or 503
+        if params.stream:
+            return EventStream(_stream(call, reply), on_close=call.close)
+        try:
+            answers = await _until_done_or_gone(call, request)
+        finally:
+            await call.close()
+        if answers is None:  # the client left; nobody reads this
+            return JSONResponse({}, status_code=499)
+        return JSONResponse(reply.completion(answers).model_dump(mode="json"))
+
+    return app
+
+
+def _openapi_without_422(default: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """FastAPI documents a 422 for every body; this server answers 400 instead."""
+    schema = default()
+    for path in schema["paths"].values():
+        for operation in path.values():
+            operation.get("responses", {}).pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
+    return schema
+
+
+# --------------------------------------------------------------------------- running a call
+
+
+@dataclass
+class Answer:
+    """One choice, finished on its worker thread (token counting may block on a backend)."""
+
+    result: Result
+    content: str
+    content_tokens: int
+
+
+def _answer(scheme: Scheme, params: Params, model: LanguageModel, on_text: OnText | None,
+            stop: threading.Event) -> Answer:
+    result = scheme(params.problem, model=model, on_text=on_text, should_stop=stop.is_set)
+    content = params.cut(result.content)
+    return Answer(result, content, model.count_tokens(content) if content else 0)
+
+
+class Call:
+    """One request in flight: its place in the queue, its runs, and their stop flag."""
+
+    def __init__(self, params: Params, model: LanguageModel, engine: Engine, ticket: Ticket):
+        self.params, self.model, self.engine, self.ticket = params, model, engine, ticket
+        self.stop = threading.Event()
+        self.tasks: list[asyncio.Task[Answer]] = []
+
+    async def start(self, on_text: Callable[[int], OnText | None]) -> list[asyncio.Task[Answer]]:
+        """Wait for a slot, then start every choice's run; `on_text(i)` streams choice i."""
+        await self.ticket.acquire()
+        self.tasks = [
+            asyncio.create_task(self.engine.run(
+                partial(_answer, scheme, self.params, self.model, on_text(i), self.stop),
+                self.stop))
+            for i, scheme in enumerate(self.params.schemes)]
+        return self.tasks
+
+    async def close(self) -> None:
+        """However the request ended: stop its runs, wait for them, free the slot."""
+        self.stop.set()
+        if self.tasks:
+            await asyncio.wait(self.tasks)
+        self.ticket.release()
+
+
+async def _until_done_or_gone(call: Call, request: Request) -> list[Answer] | None:
+    """The answers, or None if the client disconnected first (which stops the runs)."""
+    await call.start(lambda i: None)
+    runs: asyncio.Future[Any] = asyncio.gather(*call.tasks)
+    gone: asyncio.Future[Any] = asyncio.create_task(_disconnected(request.receive))
+    try:
+        await asyncio.wait([runs, gone], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not runs.done():
+        call.stop.set()
+        await asyncio.wait([runs])
+        runs.exception()  # retrieved: a cancelled run's error has nobody to go to
+        return None
+    return runs.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class Reply:
+    """Builds one request's response objects."""
+
+    def __init__(self, model: str, params: Params) -> None:
+        self.id, self.created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        self.model, self.params = model, params
+
+    def completion(self, answers: list[Answer]) -> ChatCompletion:
+        show = self.params.include_reasoning
+        choices = [Choice(index=i, finish_reason=a.result.finish_reason,
+                          message=AssistantMessage(content=a.content, reasoning_content=(
+                              a.result.reasoning if show else None)))
+                   for i, a in enumerate(answers)]
+        info = PonderInfo(scheme=self.params.schemes[0].name,
+                          answers=[a.result.answer for a in answers],
+                          model_calls=sum(a.result.usage.model_calls for a in answers),
+                          seconds=round(max(a.result.usage.seconds for a in answers), 4))
+        return ChatCompletion(id=self.id, created=self.created, model=self.model,
+                              choices=choices, usage=usage(answers), ponder=info)
+
+    def chunk(self, index: int | None = None, delta: Delta | None = None,
+              finish: str | None = None, **extra: Any) -> str:
+        choices = [] if index is None else [ChunkChoice(index=index, delta=delta or Delta(),
+                                                        finish_reason=finish)]
+        chunk = ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
+                                    choices=choices, **extra)
+        return f"data: {chunk.model_dump_json()}\n\n"
+
+    def ending(self, index: int, answer: Answer) -> list[str]:
+        """A finished choice: its reasoning unless it was streamed live, content, finish."""
+        out = []
+        if self.params.include_reasoning and not self.params.live and answer.result.reasoning:
+            out.append(self.chunk(index, Delta(reasoning_content=answer.result.reasoning)))
+        out.append(self.chunk(index, Delta(content=answer.content)))
+        out.append(self.chunk(index, finish=answer.result.finish_reason))
+        return out
+
+
+def usage(answers: list[Answer]) -> UsageInfo:
+    """Summed over choices. reasoning_tokens: every generated token of every run (discarded
+    samples included); completion_tokens = reasoning_tokens + the content's tokens."""
+    reasoning = sum(a.result.usage.reasoning_tokens for a in answers)
+    completion = reasoning + sum(a.content_tokens for a in answers)
+    prompt = sum(a.result.usage.prompt_tokens for a in answers)
+    return UsageInfo(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+        prompt_tokens_details=PromptDetails(
+            cached_tokens=sum(a.result.usage.cached_tokens for a in answers)),
+        completion_tokens_details=CompletionDetails(reasoning_tokens=reasoning))
+
+
+async def _stream(call: Call, reply: Reply) -> AsyncIterator[str]:
+    params, n = call.params, len(call.params.schemes)
+    events = Events()
+    tokens, shown = [0] * n, [0] * n
+
+    def on_text(i: int) -> OnText:
+        if params.live:
+            return lambda _r, _s, delta: events.put(("text", i, delta))
+
+        def count(_r: int, _s: int, _delta: str) -> None:
+            tokens[i] += 1  # progress only: a rare lost increment between threads is harmless
+        return count
+
+    for i in range(n):
+        yield reply.chunk(i, Delta(role="assistant", content=""))
+    for i, task in enumerate(await call.start(on_text)):
+        task.add_done_callback(partial(_report_done, events, i))
+    answers: list[Answer] = []
+    while len(answers) < n:
+        item = await events.get(PROGRESS_SECONDS)
+        if item is None:
+            for i in range(n):
+                if tokens[i] != shown[i]:
+                    shown[i] = tokens[i]
+                    yield reply.chunk(i, ponder={"reasoning_tokens": tokens[i]})
+            continue
+        kind, i, value = item
+        if kind == "text":
+            yield reply.chunk(i, Delta(reasoning_content=value))
+            continue
+        failure = RuntimeError("run cancelled") if value.cancelled() else value.exception()
+        if failure is not None:
+            yield _stream_error(failure)
+            return
+        answers.append(value.result())
+        for line in reply.ending(i, answers[-1]):
+            yield line
+    if params.include_usage:
+        yield reply.chunk(usage=usage(answers))
+    yield "data: [DONE]\n\n"
+
+
+def _report_done(events: Events, i: int, task: asyncio.Task[Answer]) -> None:
+    events.put_nowait(("done", i, task))
+
+
+def _stream_error(exc: BaseException) -> str:
+    """An error after the 200 went out: one `data: {"error": ...}` event (as vLLM sends)."""
+    _, body = error_of(exc)
+    return f"data: {body.model_dump_json()}\n\n"
+
+
+class EventStream(StreamingResponse):
+    """An SSE response that runs `on_close` however it ends: done, failed, or client gone."""
+
+    def __init__(self, body: AsyncIterator[str], on_close: Callable[[], Awaitable[None]]):
+        super().__init__(body, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()

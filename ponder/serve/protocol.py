@@ -1,0 +1,316 @@
+"""The wire protocol: OpenAI's chat-completions request and response, and `to_params()`.
+
+Fields follow OpenAI's order (after vLLM's `protocol.py`); ponder's own settings are grouped in
+one `ponder` object at the end of the request, so they never collide with a future OpenAI
+field and a client passes them as `extra_body={"ponder": {...}}`. Unknown fields are ignored,
+as OpenAI does.
+
+`ChatRequest.to_params()` is the one place a request becomes what a run needs: the scheme of
+each choice (with its config), the problem, and the response options.
+
+Departures from OpenAI, all documented in docs/serve.md:
+  * `max_completion_tokens` (or the older `max_tokens`) is the token budget of the whole
+    scheme run, reasoning included, and also caps each chain.
+  * `stop` is applied to the returned content; it does not cut the chain of thought.
+  * earlier turns' `reasoning_content` / `reasoning` are accepted and dropped before prompting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from ponder.core.errors import ConfigError, UnknownName
+from ponder.core.problem import Problem
+from ponder.core.types import Message
+from ponder.schemes import SCHEMES, Scheme, get_scheme, parse_spec
+from ponder.schemes.effort import Effort
+
+EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+EFFORT_LEVELS: tuple[str, ...] = typing.get_args(EffortLevel)
+DEFAULT_EFFORT = "low"
+MAX_CHOICES = 16  # n independent scheme runs per request
+LIVE_SCHEMES = {"cot"}  # one chain: its reasoning is the answer's, so it can stream as written
+
+
+# ----------------------------------------------------------------------------- request
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    # Accepted on assistant turns, and never sent back to the model: a reasoning model's
+    # earlier thoughts are dropped from the next prompt (as DeepSeek-R1 and OpenAI do).
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class PonderOptions(_Body):
+    """ponder's extensions. `scheme` overrides the effort's scheme (`name@N` sets N);
+    `scheme_args` sets that scheme's config fields (`ponder schemes` lists them)."""
+
+    scheme: str | None = Field(default=None, examples=["self-consistency@8"])
+    scheme_args: dict[str, Any] = Field(default_factory=dict)
+    include_reasoning: bool = True
+
+
+class ChatRequest(_Body):
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1,
+                                   description="The older name of max_completion_tokens.")
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    reasoning_effort: EffortLevel | None = None
+    # --- ponder extensions ---
+    ponder: PonderOptions = Field(default_factory=lambda: PonderOptions())
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("give at most 4 non-empty stop strings")
+        return stop
+
+    def to_params(self, efforts: Mapping[str, Effort],
+                  problem_for: Callable[[str], Problem]) -> Params:
+        """The schemes (one per choice), the problem and the response options."""
+        scheme = self._scheme(efforts)
+        seed = scheme.config.seed
+        if seed is not None:  # n independent runs: choice i gets seed + i
+            schemes = [_with(scheme, seed=(seed + i) % 2**31) for i in range(self.n)]
+        else:
+            schemes = [scheme] * self.n
+        stops = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return Params(
+            schemes=schemes, problem=self._problem(problem_for), stop=stops,
+            include_reasoning=self.ponder.include_reasoning, stream=self.stream,
+            include_usage=bool(self.stream_options and self.stream_options.include_usage))
+
+    def _scheme(self, efforts: Mapping[str, Effort]) -> Scheme:
+        level = efforts[self.reasoning_effort or DEFAULT_EFFORT]
+        spec, settings = level.scheme, dict(level.settings)
+        if self.ponder.scheme is not None:  # a named scheme keeps only the effort's chain length
+            spec = self.ponder.scheme
+            settings = {k: v for k, v in settings.items() if k == "max_tokens"}
+        settings.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        settings.update(self.ponder.scheme_args)
+        in_spec: dict[str, Any] = {}
+        try:
+            name, _, in_spec = parse_spec(spec)
+            check_types(name, {**settings, **in_spec})
+            scheme = get_scheme(spec, **settings)
+        except UnknownName as e:
+            raise ConfigError("ponder.scheme", spec, f"use one of {', '.join(e.valid)}") from None
+        except ConfigError as e:  # name the request field the bad value came from
+            raise ConfigError(self._where(e.param, in_spec), e.value, e.fix) from None
+        budget = self.max_completion_tokens or self.max_tokens
+        if budget is not None:
+            own = scheme.config.token_budget
+            scheme = _with(scheme, max_tokens=min(scheme.config.max_tokens, budget),
+                           token_budget=budget if own is None else min(own, budget))
+        return scheme
+
+    def _where(self, key: str, in_spec: Mapping[str, Any]) -> str:
+        """The request field that set scheme setting `key` (a spec's settings win)."""
+        if key in in_spec or key == "scheme":
+            return "ponder.scheme"
+        if key in self.ponder.scheme_args:
+            return f"ponder.scheme_args.{key}"
+        return "ponder.scheme" if key == "n" else key  # n: from name@N
+
+    def _problem(self, problem_for: Callable[[str], Problem]) -> Problem:
+        *history, last = self.messages
+        if last.role != "user":
+            raise ConfigError("messages", last.role, "end the conversation with a user message")
+        if not last.text().strip():
+            raise ConfigError(f"messages[{len(history)}].content", last.content, "ask something")
+        problem = problem_for(last.text())
+        system = [m.text() for m in history if m.role in ("system", "developer")]
+        system += [m["content"] for m in problem.messages if m["role"] == "system"]
+        turns: list[Message] = [{"role": m.role, "content": m.text()}  # reasoning dropped here
+                                for m in history if m.role in ("user", "assistant")]
+        head: list[Message] = [{"role": "system", "content": "\n\n".join(system)}] if system else []
+        asked = [m for m in problem.messages if m["role"] != "system"]
+        return dataclasses.replace(problem, messages=(*head, *turns, *asked))
+
+
+def _with(scheme: Scheme, **changes: Any) -> Scheme:
+    return dataclasses.replace(scheme, config=dataclasses.replace(scheme.config, **changes))
+
+
+def check_types(name: str, settings: Mapping[str, Any]) -> None:
+    """Check settings against scheme `name`'s config field types, so that `max_tokens=0.5`
+    is a ConfigError naming the key rather than a TypeError deep inside a run. Unknown
+    names and keys are left to get_scheme, whose errors list the valid ones."""
+    if name not in SCHEMES:
+        return
+    hints = typing.get_type_hints(SCHEMES[name].config)
+    for key, value in settings.items():
+        if key in hints and value is not None:
+            try:
+                _adapter(hints[key]).validate_python(value, strict=True)
+            except ValidationError as e:
+                raise ConfigError(key, value, f"setting {key}: {e.errors()[0]['msg'].lower()}"
+                                  ) from None
+
+
+@functools.cache
+def _adapter(hint: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(hint)
+
+
+@dataclass(frozen=True)
+class Params:
+    schemes: list[Scheme]  # one per choice
+    problem: Problem
+    stop: tuple[str, ...]
+    include_reasoning: bool
+    stream: bool
+    include_usage: bool
+
+    @property
+    def live(self) -> bool:
+        """Stream reasoning as it is generated (one chain) rather than after selection."""
+        return self.include_reasoning and self.schemes[0].name in LIVE_SCHEMES
+
+    def cut(self, content: str) -> str:
+        """OpenAI's `stop`, applied to the answer shown."""
+        ends = [k for k in (content.find(s) for s in self.stop) if k >= 0]
+        return content[: min(ends)] if ends else content
+
+
+# ----------------------------------------------------------------------------- response
+
+
+def _omit_none(value: object) -> bool:
+    return value is None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = Field(default=None, exclude_if=_omit_none)
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class PromptDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class CompletionDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class UsageInfo(BaseModel):
+    """`completion_tokens = reasoning_tokens + content tokens` (see docs/serve.md)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptDetails = Field(default_factory=PromptDetails)
+    completion_tokens_details: CompletionDetails = Field(default_factory=CompletionDetails)
+
+
+class PonderInfo(BaseModel):
+    """ponder's extension to a response: what the runs did, one entry per choice."""
+
+    scheme: str
+    answers: list[str | None]
+    model_calls: int
+    seconds: float
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: UsageInfo
+    ponder: PonderInfo | None = Field(default=None, exclude_if=_omit_none)
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = Field(default=None, exclude_if=_omit_none)
+    content: str | None = Field(default=None, exclude_if=_omit_none)
+    reasoning_content: str | None = Field(default=None, exclude_if=_omit_none)
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: UsageInfo | None = Field(default=None, exclude_if=_omit_none)
+    # while a multi-sample scheme searches: {"choice": i, "reasoning_tokens": k}
+    ponder: dict[str, Any] | None = Field(default=None, exclude_if=_omit_none)
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "ponder"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,135 @@
+"""The official `openai` client against a real `ponder serve` on SmolLM2-135M (slow: a real
+model on CPU). Small token budgets keep each call to a few seconds."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+openai = pytest.importorskip("openai")
+ASK = [{"role": "user", "content": "What is 6 * 7?"}]
+BUDGET = 16
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    port = free_port()
+    command = [sys.executable, "-m", "ponder.serve", "--model", "smollm=smollm2-135m",
+               "--port", str(port), "--max-concurrency", "2", "--log-level", "warning",
+               "--model-arg", "n_ctx=4096"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.communicate()[0].decode()
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start in 180 s"
+            time.sleep(0.2)
+        yield openai.OpenAI(base_url=f"{base}/v1", api_key="unused", timeout=300, max_retries=0)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Iterator[Any]:
+    from ponder.models.catalog import load_model
+
+    model = load_model("smollm2-135m", n_ctx=256, n_seq_max=1)
+    yield model
+    model.close()
+
+
+def check_usage(usage: Any, contents: list[str], tokenizer: Any) -> None:
+    reasoning = usage.completion_tokens_details.reasoning_tokens
+    assert usage.completion_tokens == reasoning + sum(tokenizer.count_tokens(c) for c in contents)
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert usage.prompt_tokens > 0 and reasoning > 0
+
+
+def test_models_are_listed(client: Any) -> None:
+    assert [m.id for m in client.models.list()] == ["smollm"]
+
+
+def test_plain_completion(client: Any, tokenizer: Any) -> None:
+    reply = client.chat.completions.create(model="smollm", messages=ASK,
+                                           max_completion_tokens=BUDGET)
+    [choice] = reply.choices
+    assert choice.finish_reason in ("stop", "length")
+    assert isinstance(choice.message.content, str)
+    assert isinstance(choice.message.model_extra["reasoning_content"], str)
+    assert reply.usage.completion_tokens_details.reasoning_tokens <= BUDGET
+    check_usage(reply.usage, [choice.message.content], tokenizer)
+
+
+def test_streaming(client: Any, tokenizer: Any) -> None:
+    stream = client.chat.completions.create(
+        model="smollm", messages=ASK, max_completion_tokens=BUDGET, stream=True,
+        stream_options={"include_usage": True})
+    reasoning, content, finish, usage = "", "", None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            reasoning += (choice.delta.model_extra or {}).get("reasoning_content") or ""
+            content += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    assert reasoning and finish in ("stop", "length") and usage is not None
+    # re-tokenizing generated text may merge a token or two differently
+    assert abs(usage.completion_tokens_details.reasoning_tokens
+               - tokenizer.count_tokens(reasoning)) <= 2
+    check_usage(usage, [content], tokenizer)
+
+
+def test_n_2_is_two_runs(client: Any, tokenizer: Any) -> None:
+    reply = client.chat.completions.create(model="smollm", messages=ASK, n=2, seed=1,
+                                           temperature=0.8, max_completion_tokens=BUDGET)
+    assert [c.index for c in reply.choices] == [0, 1]
+    check_usage(reply.usage, [c.message.content for c in reply.choices], tokenizer)
+
+
+@pytest.mark.parametrize("effort", ["none", "minimal", "low", "medium", "high", "xhigh"])
+def test_each_reasoning_effort(client: Any, tokenizer: Any, effort: str) -> None:
+    reply = client.chat.completions.create(model="smollm", messages=ASK, reasoning_effort=effort,
+                                           max_completion_tokens=8)
+    assert reply.usage.completion_tokens_details.reasoning_tokens <= 8
+    check_usage(reply.usage, [reply.choices[0].message.content], tokenizer)
+
+
+def test_earlier_reasoning_is_dropped(client: Any) -> None:
+    """2,000 words of earlier reasoning would be ~2,000 prompt tokens if they were sent."""
+    messages = [
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "4", "reasoning_content": "think " * 2000},
+        {"role": "user", "content": "And 6 * 7?"},
+    ]
+    reply = client.chat.completions.create(model="smollm", messages=messages,
+                                           max_completion_tokens=8)
+    assert 0 < reply.usage.prompt_tokens < 200
+
+
+def test_errors_reach_the_client_as_openai_errors(client: Any) -> None:
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="smollm", messages=ASK, n=0)
+    assert bad.value.body["param"] == "n"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-9", messages=ASK)
