@@ -227,3 +227,14 @@ def test_spec_settings_reach_the_config() -> None:
 def test_bad_spec_settings(spec: str) -> None:
     with pytest.raises(ConfigError):
         get_scheme(spec)
+
+
+def test_direct_answers_without_reasoning() -> None:
+    model = ScriptedModel(["\\boxed{42}"])
+    result = get_scheme("direct")(PROBLEM, model=model)
+    assert result.answer == "42" and result.reasoning == ""
+    assert result.usage.reasoning_tokens == 0 < result.usage.completion_tokens
+    [[request]] = model.calls
+    assert request.messages is not None
+    assert "final answer" in request.messages[0]["content"]
+    assert request.messages[-1]["content"] == "What is 6 * 7?"

@@ -17,7 +17,7 @@ from ponder.core.errors import ConfigError, UnknownName
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, OnText, Scorer, ShouldStop
 from ponder.core.types import Result
-from ponder.schemes import adaptive, best_of_n, cot, self_consistency
+from ponder.schemes import adaptive, best_of_n, cot, direct, self_consistency
 from ponder.schemes.base import Run, SchemeConfig
 
 
@@ -29,6 +29,7 @@ class Entry:
 
 
 SCHEMES: dict[str, Entry] = {
+    "direct": Entry(direct.run, direct.Config, "the answer alone, no chain of thought"),
     "cot": Entry(cot.run, cot.Config, "one chain of thought, greedy"),
     "self-consistency": Entry(self_consistency.run, self_consistency.Config,
                               "N chains, majority vote"),
@@ -86,8 +87,8 @@ def get_scheme(spec: str, **overrides: Any) -> Scheme:
     if unknown:
         raise ConfigError(unknown[0], settings[unknown[0]],
                           f"scheme {name!r} takes {', '.join(sorted(valid))}")
-    if name == "cot" and settings.get("n", 1) != 1:
-        raise ConfigError("n", settings["n"], "cot samples one chain; use self-consistency@N")
+    if name in ("cot", "direct") and settings.get("n", 1) != 1:
+        raise ConfigError("n", settings["n"], f"{name} samples once; use self-consistency@N")
     defaults = {f.name: f.default for f in fields(entry.config)}
     for key, value in settings.items():
         settings[key] = _typed(key, value, defaults[key])

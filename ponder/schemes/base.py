@@ -79,8 +79,10 @@ class Run:
         return self.should_stop is not None and self.should_stop()
 
     def sample(self, messages: Sequence[dict[str, str]] | None, n: int, *,
-               prefix: str | None = None, **changes: object) -> list[Completion]:
-        """n completions of one prompt, metered. Sampling seeds differ between calls of a run."""
+               prefix: str | None = None, reasoning: bool = True,
+               **changes: object) -> list[Completion]:
+        """n completions of one prompt, metered (as reasoning unless `reasoning=False`).
+        Sampling seeds differ between calls of a run."""
         seed = self.config.seed
         if seed is not None:
             changes.setdefault("seed", seed + 7919 * self.calls)
@@ -90,7 +92,7 @@ class Run:
                                     messages=tuple(messages) if messages is not None else None)
         [completions] = self.model.generate([request], on_text=self.on_text,
                                             should_stop=self.should_stop)
-        self.usage.add_completions(completions)
+        self.usage.add_completions(completions, reasoning=reasoning)
         return completions
 
     def add_chain(self, completion: Completion, problem: Problem, **meta: object) -> Node:

@@ -2,7 +2,7 @@
 
 Used by `ponder solve --effort` and by the server's `reasoning_effort`. Budgets are in
 completion tokens per question; measured costs on the default model are in
-docs/results/. `none` and `minimal` are short greedy chains.
+docs/results/. `none` answers without a chain of thought; `minimal` is a short greedy chain.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class Effort:
 
 
 EFFORTS: dict[str, Effort] = {
-    "none": Effort("cot", {"max_tokens": 64}),
+    "none": Effort("direct", {"max_tokens": 64}),
     "minimal": Effort("cot", {"max_tokens": 256}),
     "low": Effort("cot", {"max_tokens": 1024}),
     "medium": Effort("adaptive@8", {"max_tokens": 1024, "batch": 4}),
