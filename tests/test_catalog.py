@@ -50,7 +50,7 @@ def test_parts_are_assembled_once_into_the_cache(parts: list[bytes],
 def test_checksum_mismatch_leaves_nothing_behind(parts: list[bytes],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     register(monkeypatch, parts, sha="0" * 64)
-    with pytest.raises(ModelLoadError, match="corrupt.*pip install --force-reinstall"):
+    with pytest.raises(ModelLoadError, match=r"corrupt.*pip install --force-reinstall"):
         embedded_gguf("fake-model")
     leftovers = [p.name for p in catalog.cache_dir().iterdir() if not p.name.endswith(".lock")]
     assert leftovers == []

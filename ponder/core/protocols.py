@@ -33,7 +33,8 @@ class LanguageModel(Protocol):
         """Return, for each request, its `params.n` completions in order."""
         ...
 
-    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages: Sequence[Message], *,
+                    add_generation_prompt: bool = True) -> str:
         """The model's chat template applied to `messages`, as the raw text it would see."""
         ...
 

@@ -47,7 +47,8 @@ class SamplingParams:
         if not 1 <= self.n <= MAX_N:
             raise ConfigError("n", self.n, f"use a number of samples between 1 and {MAX_N}")
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise ConfigError("temperature", self.temperature, "use 0 (greedy) or a positive number")
+            raise ConfigError("temperature", self.temperature,
+                              "use 0 (greedy) or a positive number")
         if not 0 < self.top_p <= 1:
             raise ConfigError("top_p", self.top_p, "use a number in (0, 1]; 1 disables it")
         if self.top_k < 0:
@@ -81,7 +82,8 @@ class GenerationRequest:
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prefix is None):
-            raise ConfigError("request", "messages/prefix", "give exactly one of messages or prefix")
+            raise ConfigError("request", "messages/prefix",
+                              "give exactly one of messages or prefix")
         if self.messages is not None and not isinstance(self.messages, tuple):
             object.__setattr__(self, "messages", tuple(self.messages))
 

@@ -147,7 +147,8 @@ def check_gguf(path: Path) -> None:
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head != GGUF_MAGIC:
-        raise ModelLoadError(f"{path} is not a GGUF file (bad header); re-download or re-convert it")
+        raise ModelLoadError(f"{path} is not a GGUF file (bad header); "
+                             "re-download or re-convert it")
 
 
 def hub_gguf(repo_id: str, filename: str | None = None) -> Path:
@@ -155,12 +156,14 @@ def hub_gguf(repo_id: str, filename: str | None = None) -> Path:
     try:
         from huggingface_hub import hf_hub_download, list_repo_files
     except ImportError as e:
-        raise ModelNotFound("hub models need huggingface_hub; run: pip install 'ponder[hub]'") from e
+        raise ModelNotFound("hub models need huggingface_hub; "
+                            "run: pip install 'ponder[hub]'") from e
     try:
         if filename is None:
             ggufs = sorted(f for f in list_repo_files(repo_id) if f.endswith(".gguf"))
             if not ggufs:
-                raise ModelNotFound(f"hub repo {repo_id!r} has no .gguf file; name one: {repo_id}/FILE")
+                raise ModelNotFound(f"hub repo {repo_id!r} has no .gguf file; "
+                                    f"name one: {repo_id}/FILE")
             quant = [f for f in ggufs if "q4_k_m" in f.lower()]
             filename = (quant or ggufs)[0]
         return Path(hf_hub_download(repo_id, filename))
@@ -168,7 +171,8 @@ def hub_gguf(repo_id: str, filename: str | None = None) -> Path:
         raise
     except Exception as e:  # network, auth, missing repo: all one line for the user
         raise ModelNotFound(f"could not download {repo_id!r} from the hub ({type(e).__name__}: "
-                            f"{e}); check the id and your connection, or pass a local .gguf path") from e
+                            f"{e}); check the id and your connection, or pass a local "
+                            ".gguf path") from e
 
 
 def load_model(spec: str, **kwargs: Any) -> LanguageModel:
@@ -193,8 +197,9 @@ def _gguf_for(spec: str) -> Path:
     if re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+\.gguf)?", spec):
         repo, _, filename = spec.partition("/")[2].partition("/")
         return hub_gguf(spec.split("/")[0] + "/" + repo, filename or None)
-    raise ModelNotFound(f"unknown model {spec!r}; use a catalog name ({', '.join(catalog_names())}),"
-                        " a .gguf path, a hub id org/repo, or an OpenAI-compatible URL#model")
+    names = ", ".join(catalog_names())
+    raise ModelNotFound(f"unknown model {spec!r}; use a catalog name ({names}), a .gguf path, "
+                        "a hub id org/repo, or an OpenAI-compatible URL#model")
 
 
 def _load_gguf(path: Path, *, name: str, **kwargs: Any) -> LanguageModel:

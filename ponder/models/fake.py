@@ -53,7 +53,8 @@ class ScriptedModel:
         self._delay = delay_per_token
         self.calls: list[list[GenerationRequest]] = []  # for tests to inspect
 
-    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages: Sequence[Message], *,
+                    add_generation_prompt: bool = True) -> str:
         text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
         return text + ("<|assistant|>\n" if add_generation_prompt else "")
 

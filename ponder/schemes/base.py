@@ -14,8 +14,17 @@ from dataclasses import dataclass, field
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, OnText, ShouldStop
-from ponder.core.types import MAX_N, Completion, FinishReason, GenerationRequest, Node, \
-    Result, SamplingParams, Trace, Usage
+from ponder.core.types import (
+    MAX_N,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    Node,
+    Result,
+    SamplingParams,
+    Trace,
+    Usage,
+)
 
 
 @dataclass
