@@ -145,9 +145,10 @@ app.command("report")(report_command)
 app.command("serve")(serve_command)
 
 
-def main() -> None:
+def main(typer_app: typer.Typer = app) -> None:
+    """Run a command; a user mistake (a PonderError) ends in one line on stderr and exit 2."""
     try:
-        app()
+        typer_app()
     except PonderError as e:
         err.print(f"error: {e}", markup=False, soft_wrap=True)
         sys.exit(2)
