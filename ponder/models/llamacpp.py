@@ -7,14 +7,18 @@ streamed text.
 
 The KV cache, two layouts (`kv_unified`):
   * False (default): each sequence slot, and each cached prompt, has its own stream of n_ctx
-    cells, as llama-server's parallel slots do. Attention reads only the sequence's own cells.
-    A prompt is still prefilled once; `llama_memory_seq_cp` then copies the whole stream.
+    cells, as llama-server's parallel slots do. Attention reads only the sequence's own cells,
+    and a sequence's logits do not depend on what else is in the batch. A prompt is still
+    prefilled once; `llama_memory_seq_cp` then copies the whole stream (llama.cpp copies
+    between streams only whole).
   * True: one pool of n_ctx cells for everything; sequences share a prompt's cells without any
-    copy, which saves memory, but every sequence's attention scans the whole pool (masked).
+    copy, which saves memory, but every sequence's attention scans the whole pool (masked), and
+    cells freed by sequences that end early are reused out of order, which moves the logits of
+    the others by ~1e-2 (summation order).
   16 samples x 256 new tokens from one 109-token prompt (Qwen2.5-0.5B, 2 cores): streams
-  78 tok/s, unified 69 tok/s, and the gap grows with length; see
-  docs/results/batched_decoding.md. Memory: streams hold (n_seq_max + cache_prompts) * n_ctx
-  cells, ~12 KB each for Qwen2.5-0.5B (~1 GB at the defaults).
+  77 tok/s, unified 68 tok/s, llama-batched-bench 77 tok/s; the gap grows with length (see
+  docs/results/batched_decoding.md). Memory: streams hold (n_seq_max + cache_prompts) * n_ctx
+  cells, ~12 KB each for Qwen2.5-0.5B (~0.9 GB at the defaults).
 
 Departures from llama-cpp-python's `Llama`:
   * prompts are tokenized with special tokens parsed (the chat template writes them) and BOS is
@@ -69,6 +73,7 @@ class LlamaCppModel:
       stream (with kv_unified=True, of the one pool all sequences share).
     n_seq_max: sequences decoded together; more wait and start as others finish.
     cache_prompts: recent prompts whose KV is kept between calls (at least the last one is).
+    kv_unified: one KV pool instead of a stream per sequence (see the module docstring).
     seed: seeds the seeds of requests that give none, so a whole session can be replayed.
     n_threads: llama.cpp's threads, all cores by default. On a CPU that other processes share,
       fewer threads than cores avoid llama.cpp's spinning thread barriers stalling.
@@ -84,7 +89,7 @@ class LlamaCppModel:
         n_seq_max: int = 16,
         seed: int | None = None,
         n_batch: int = 512,
-        cache_prompts: int = 4,
+        cache_prompts: int = 2,
         kv_unified: bool = False,
         flash_attn: bool | None = None,
         verbose: bool = False,
