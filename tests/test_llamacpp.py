@@ -297,6 +297,79 @@ def test_threads_share_the_model(smol):
     assert len({r[0][0].text for r in results}) == 1
 
 
+def _in_thread(fn):
+    """Start fn() on a thread; returns (thread, box) where box gets ("ok", value) or ("err", e)
+    and the time it returned."""
+    import time
+    box = {}
+
+    def target():
+        try:
+            box["out"] = ("ok", fn())
+        except BaseException as e:
+            box["out"] = ("err", e)
+        box["t"] = time.perf_counter()
+
+    t = threading.Thread(target=target)
+    t.start()
+    return t, box
+
+
+@pytest.mark.slow
+def test_concurrent_calls_share_steps_and_a_short_call_is_not_blocked(decodes):
+    """A call made while another runs joins its decode steps and returns first if it is shorter;
+    neither call's text changes (separate KV streams, per-sample seeds)."""
+    long_req = req(n=2, max_tokens=48, ignore_eos=True, temperature=0.8, seed=5)
+    short_req = req(user("Name a colour."), n=1, max_tokens=4, ignore_eos=True)
+    with small_model(n_seq_max=4) as lm:
+        alone_long = lm.generate([long_req])[0]
+        alone_short = lm.generate([short_req])[0]
+        decodes.clear()
+        started = threading.Event()
+        t1, long_box = _in_thread(lambda: lm.generate(
+            [long_req], on_text=lambda r, i, d: started.set())[0])
+        assert started.wait(30)
+        t2, short_box = _in_thread(lambda: lm.generate([short_req])[0])
+        t1.join(60), t2.join(60)
+    assert long_box["out"][0] == short_box["out"][0] == "ok"
+    assert [c.text for c in long_box["out"][1]] == [c.text for c in alone_long]
+    assert [c.text for c in short_box["out"][1]] == [c.text for c in alone_short]
+    assert short_box["t"] < long_box["t"]  # the short call did not wait for the long one
+    assert any(n == 3 and len(set(ids)) == 3 for n, ids in decodes)  # 2 + 1 in one decode
+
+
+@pytest.mark.slow
+def test_free_slots_go_to_the_call_with_fewest_running():
+    """Two slots, a call of 4 samples holds both; a 1-sample call made meanwhile takes the
+    second slot that frees up, before the long call's 4th sample: it is not queued behind."""
+    with small_model(n_seq_max=2) as lm:
+        started = threading.Event()
+        t1, long_box = _in_thread(lambda: lm.generate(
+            [req(n=4, max_tokens=40, ignore_eos=True)], on_text=lambda r, i, d: started.set()))
+        assert started.wait(30)
+        t2, short_box = _in_thread(lambda: lm.generate([req(max_tokens=4, ignore_eos=True)]))
+        t1.join(60), t2.join(60)
+    assert long_box["out"][0] == short_box["out"][0] == "ok"
+    assert short_box["t"] < long_box["t"]
+
+
+@pytest.mark.slow
+def test_a_failing_callback_fails_only_its_own_call(smol):
+    def boom(r, i, d):
+        raise ValueError("client went away")
+
+    started = threading.Event()
+    t1, good = _in_thread(lambda: smol.generate(
+        [req(n=2, max_tokens=30, ignore_eos=True)], on_text=lambda r, i, d: started.set()))
+    assert started.wait(30)
+    t2, bad = _in_thread(lambda: smol.generate([req(n=2, max_tokens=30)], on_text=boom))
+    t1.join(60), t2.join(60)
+    assert good["out"][0] == "ok" and all(c.completion_tokens == 30 for c in good["out"][1][0])
+    assert bad["out"][0] == "err" and isinstance(bad["out"][1], ValueError)
+    assert smol._scheduler.live == {} and len(smol._scheduler.free_slots) == 8  # all freed
+    assert smol.generate([req(max_tokens=3)])[0][0].completion_tokens == 3
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kv_unified", [False, True], ids=["streams", "unified"])
 def test_context_limits(kv_unified, decodes):

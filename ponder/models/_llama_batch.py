@@ -1,16 +1,20 @@
 """The decode loop of the llama.cpp backend: many sequences, one `llama_decode` per step.
 
-How one `generate` call runs (continuous batching):
+How generate calls run (continuous batching, across calls):
 
-  1. every (request, sample) pair becomes a `Sequence`; all wait in one FIFO queue;
-  2. a waiting sequence takes a free slot (a llama.cpp sequence id). Its prompt's KV comes from
-     the `PromptCache`: a prompt is prefilled once, into a *holder* sequence that never decodes,
-     and `llama_memory_seq_cp` gives it to each sample's slot (shared cells in a unified KV
-     cache, a copy of the stream otherwise). The holder also keeps the logits after the last
-     prompt token, from which every sample draws its first token: n samples, one prefill;
-  3. each step puts the last token of every live sequence, whatever its request, into ONE batch
+  1. every (request, sample) pair of a call becomes a `Sequence`; the call is a `Job`, handed
+     to the `Scheduler`, whose loop runs on its own thread and serves every calling thread;
+  2. a waiting sequence takes a free slot (a llama.cpp sequence id); a free slot goes to the job
+     with the fewest sequences running, so concurrent calls share the slots. Its prompt's KV
+     comes from the `PromptCache`: a prompt is prefilled once, into a *holder* sequence that
+     never decodes, and `llama_memory_seq_cp` gives it to each sample's slot (shared cells in a
+     unified KV cache, a copy of the stream otherwise). The holder also keeps the logits after
+     the last prompt token, from which every sample draws its first token: n samples, one
+     prefill;
+  3. each step puts the last token of every live sequence, whatever its call, into ONE batch
      and calls `llama_decode` once; each sequence samples its next token from its logits row;
-  4. a finished sequence leaves (`llama_memory_seq_rm`) and a waiting one takes its slot.
+  4. a finished sequence leaves (`llama_memory_seq_rm`) and a waiting one takes its slot; a call
+     returns when all its sequences have finished.
 
 Holders outlive the call (least recently used first out), so a prompt sent again, as adaptive
 self-consistency does, is not prefilled again; a new prompt reuses the longest prefix of a held
@@ -23,6 +27,8 @@ with "length".
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -183,9 +189,9 @@ def _shared_prefix(a: np.ndarray, b: np.ndarray) -> int:
     return int(diff[0]) if diff.size else n
 
 
-@dataclass
+@dataclass(eq=False)
 class Sequence:
-    """One sample being generated: the per-call state of one (request, sample index) pair."""
+    """One sample being generated: the state of one (request, sample index) pair of a job."""
 
     request: int
     index: int
@@ -194,9 +200,11 @@ class Sequence:
     sampler: Sampler
     stream: TextStream
     logprobs: LogprobRecorder | None
+    job: Job | None = None  # set when its generate call is submitted
     tokens: list[int] = field(default_factory=list)
     slot: int = -1
     cached: int = 0  # prompt tokens this sample did not prefill
+    seconds: float = 0.0  # its share of the decode time: each step's time / sequences in it
     finish: FinishReason | None = None
 
 
@@ -210,36 +218,127 @@ class Vocab:
     n_ctx: int  # positions one sequence may use: prompt + completion <= n_ctx
 
 
-class Run:
-    """One generate call: schedules its sequences over the slots until all have finished."""
+@dataclass(eq=False)
+class Job:
+    """One generate call: its sequences, its callbacks, and how far it got."""
 
-    def __init__(self, decoder: Decoder, cache: PromptCache, slots: list[int], vocab: Vocab,
-                 on_text: OnText | None, should_stop: ShouldStop | None) -> None:
+    sequences: list[Sequence]
+    on_text: OnText | None = None
+    should_stop: ShouldStop | None = None
+    waiting: deque[Sequence] = field(init=False)
+    live: int = 0  # its sequences holding a slot now
+    left: int = field(init=False)  # its sequences not finished yet
+    cancelled: bool = False  # set by the caller that gave up waiting (e.g. Ctrl-C)
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.waiting = deque(self.sequences)
+        self.left = len(self.sequences)
+        for s in self.sequences:
+            s.job = self
+
+
+class Scheduler:
+    """Decodes the sequences of every concurrent generate call together, on one thread.
+
+    `submit` hands a job to the loop and blocks until all its sequences have finished. Callers
+    on other threads add jobs at any step, and the next `llama_decode` carries their sequences
+    too (continuous batching across calls). A free slot goes to the waiting job with the fewest
+    sequences running (the oldest among equals), so a short request that arrives while a long
+    one holds every slot starts as soon as any one of them ends. Callbacks (`on_text`,
+    `should_stop`) run on the loop's thread; one that raises fails only its own job.
+    """
+
+    def __init__(self, decoder: Decoder, cache: PromptCache, slots: list[int],
+                 vocab: Vocab) -> None:
         self.decoder, self.cache, self.vocab = decoder, cache, vocab
         self.free_slots = sorted(slots, reverse=True)
-        self.on_text, self.should_stop = on_text, should_stop
         self.live: dict[int, Sequence] = {}  # slot -> sequence, in admission order
-        self.waiting: deque[Sequence] = deque()
+        self.jobs: list[Job] = []  # jobs with sequences still to finish, oldest first
+        self.lock = threading.Lock()  # held by the loop while it uses the context
+        self._wake = threading.Condition()
+        self._new: list[Job] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
-    def run(self, sequences: list[Sequence]) -> None:
-        self.waiting.extend(sequences)
+    def submit(self, job: Job) -> None:
+        """Run `job` alongside whatever else runs; returns when all its sequences finished."""
+        with self._wake:
+            if self._closed:
+                raise BackendError("the model was closed; load it again")
+            self._new.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="ponder-llama-decode",
+                                                 daemon=True)
+                self._thread.start()
+            self._wake.notify()
         try:
-            while self.waiting or self.live:
-                if self.should_stop is not None and self.should_stop():
-                    for s in [*self.live.values(), *self.waiting]:
-                        self._finish(s, "cancelled")
+            job.done.wait()
+        except BaseException:
+            job.cancelled = True  # the loop ends its sequences at the next step
+            raise
+        if job.error is not None:
+            raise job.error
+
+    def close(self) -> None:
+        """Let submitted jobs finish, refuse new ones, and stop the loop's thread."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._new and not self.jobs and not self._closed:
+                    self._wake.wait()
+                self.jobs += self._new
+                self._new.clear()
+                if not self.jobs:  # closed, and nothing left to finish
                     return
-                while self.waiting and self.free_slots and self._start(self.waiting[0]):
-                    self.waiting.popleft()
-                if self.live:
-                    self._step()
-        finally:  # an exception (e.g. from on_text) must not leave slots holding KV cells
-            for s in list(self.live.values()):
-                self._release(s)
+            with self.lock:
+                try:
+                    self._iterate()
+                except Exception as e:  # llama_decode failed: no job can go on
+                    for job in list(self.jobs):
+                        self._fail(job, e)
+
+    def _iterate(self) -> None:
+        """Cancel what was asked to stop, start waiting sequences, decode one step."""
+        for job in list(self.jobs):
+            try:
+                stop = job.cancelled or (job.should_stop is not None and job.should_stop())
+            except Exception as e:
+                self._fail(job, e)
+                continue
+            if stop:
+                for s in [*self._live_of(job), *job.waiting]:
+                    self._finish(s, "cancelled")
+        self._admit()
+        if self.live:
+            self._step()
+
+    def _admit(self) -> None:
+        while self.free_slots:
+            job = min((j for j in self.jobs if j.waiting), key=lambda j: j.live, default=None)
+            if job is None:
+                return
+            s = job.waiting.popleft()
+            try:
+                started = self._start(s)
+            except BackendError as e:  # its prompt cannot fit the KV cache at all
+                self._fail(job, e)
+                continue
+            if not started:
+                job.waiting.appendleft(s)
+                return
 
     def _start(self, s: Sequence) -> bool:
         """Give `s` a slot with its KV in place; False if the KV cache has no room for it now
         (it waits for a live sequence to end)."""
+        t0 = time.perf_counter()
         while (held := self._load(s, self.free_slots[-1])) is None and not self.live:
             if not self.cache.drop_oldest():  # nothing runs: only held prompts are in the way
                 raise BackendError(f"a {s.prompt.size}-token prompt does not fit the KV cache")
@@ -247,6 +346,9 @@ class Run:
             return False
         s.slot = self.free_slots.pop()
         self.live[s.slot] = s
+        assert s.job is not None
+        s.job.live += 1
+        s.seconds += time.perf_counter() - t0  # the prefill, if this sample paid for one
         if len(s.tokens) == 0:  # the first token comes from the logits the prompt cache kept
             self._accept(s, held.logits, s.sampler(held.logits))
         return True
@@ -269,6 +371,7 @@ class Run:
 
     def _step(self) -> None:
         """One llama_decode for every live sequence, then one token sampled for each."""
+        t0 = time.perf_counter()
         while True:  # sequences that sample alike sit together: one vectorised draw for them
             seqs = sorted(self.live.values(), key=lambda s: s.sampler.key)
             tokens = [s.tokens[-1] for s in seqs]
@@ -281,11 +384,15 @@ class Run:
                     self._finish(newest, "length")
                     return
                 self._release(newest)
-                self.waiting.appendleft(newest)  # resumes first, as soon as there is room
+                assert newest.job is not None
+                newest.job.waiting.appendleft(newest)  # resumes first, as soon as there is room
         rows = self.decoder.logits(len(seqs))
         tokens = sample([s.sampler for s in seqs], rows)
+        share = (time.perf_counter() - t0) / len(seqs)
         for s, row, token in zip(seqs, rows, tokens, strict=True):
-            self._accept(s, row, token)
+            if s.slot >= 0:  # not released meanwhile by a failed job
+                s.seconds += share
+                self._accept(s, row, token)
 
     def _accept(self, s: Sequence, row: np.ndarray, token: int) -> None:
         if s.logprobs is not None:
@@ -301,15 +408,45 @@ class Run:
             reason = "length"
         if reason is not None:
             self._finish(s, reason)
-        elif self.on_text is not None and (delta := s.stream.delta()):
-            self.on_text(s.request, s.index, delta)
+        else:
+            self._emit(s)
+
+    def _emit(self, s: Sequence, final: bool = False) -> None:
+        job = s.job
+        assert job is not None
+        if job.on_text is None or job.error is not None or not (delta := s.stream.delta(final)):
+            return
+        try:
+            job.on_text(s.request, s.index, delta)
+        except Exception as e:
+            self._fail(job, e)
 
     def _finish(self, s: Sequence, reason: FinishReason) -> None:
+        job = s.job
+        assert job is not None
         s.finish = reason
         s.stream.close()
-        if self.on_text is not None and (delta := s.stream.delta(final=True)):
-            self.on_text(s.request, s.index, delta)
+        self._emit(s, final=True)
         self._release(s)
+        if job.error is None:
+            job.left -= 1
+            if job.left == 0:
+                self._done(job)
+
+    def _fail(self, job: Job, error: BaseException) -> None:
+        if job.error is None:
+            job.error = error
+            for s in self._live_of(job):
+                self._release(s)
+            job.waiting.clear()
+            self._done(job)
+
+    def _done(self, job: Job) -> None:
+        self.jobs.remove(job)
+        job.done.set()
+
+    def _live_of(self, job: Job) -> list[Sequence]:
+        return [s for s in self.live.values() if s.job is job]
 
     def _release(self, s: Sequence) -> None:
         if s.slot >= 0:
@@ -317,4 +454,5 @@ class Run:
             del self.live[s.slot]
             self.free_slots.append(s.slot)
             s.slot = -1
-
+            assert s.job is not None
+            s.job.live -= 1

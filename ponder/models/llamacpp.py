@@ -45,7 +45,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from ponder.core.errors import ConfigError, ModelLoadError, ModelNotFound
 from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.types import Completion, GenerationRequest, Message
-from ponder.models._llama_batch import Decoder, PromptCache, Run, Vocab
+from ponder.models._llama_batch import Decoder, Job, PromptCache, Scheduler, Vocab
 from ponder.models._llama_batch import Sequence as Seq
 from ponder.models._sampling import LogprobRecorder, TextStream, sampler_for
 
@@ -131,15 +131,17 @@ class LlamaCppModel:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.n_ctx = min(n_ctx, llama_cpp.llama_model_n_ctx_train(model) or n_ctx)
         self._decoder = Decoder(ctx, self.n_vocab, n_batch)
-        self._cache = PromptCache(self._decoder, list(range(n_seq_max, n_seq_max + n_holders)))
-        self._slots = list(range(n_seq_max))
-        self._pieces: dict[int, bytes] = {}  # token -> bytes, filled as tokens are first seen
         self._bos = llama_cpp.llama_vocab_bos(self._vocab)
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab)) and self._bos >= 0
         self._templates = self._chat_templates()
         self._seeds = np.random.default_rng(seed)
-        self._lock = threading.Lock()  # one generate at a time: the context is not thread-safe
-        self._free = weakref.finalize(self, _free_all, self._decoder, ctx, model)
+        self._seed_lock = threading.Lock()
+        # Nothing the loop's thread holds may refer to `self`, or the model could never be freed.
+        vocab = _loop_vocab(self._vocab, self.n_ctx)
+        self._piece = vocab.piece
+        self._cache = PromptCache(self._decoder, list(range(n_seq_max, n_seq_max + n_holders)))
+        self._scheduler = Scheduler(self._decoder, self._cache, list(range(n_seq_max)), vocab)
+        self._free = weakref.finalize(self, _free_all, self._scheduler, self._decoder, ctx, model)
 
     # ---- text <-> tokens -------------------------------------------------------------------
 
@@ -176,12 +178,6 @@ class LlamaCppModel:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text, add_bos=False))
 
-    def _piece(self, token: int) -> bytes:
-        piece = self._pieces.get(token)
-        if piece is None:
-            piece = self._pieces[token] = _token_bytes(self._vocab, token, special=False)
-        return piece
-
     def _special_text(self, token: int) -> str:
         return _token_bytes(self._vocab, token, special=True).decode(errors="replace") \
             if token >= 0 else ""
@@ -205,15 +201,10 @@ class LlamaCppModel:
         should_stop: ShouldStop | None = None,
     ) -> list[list[Completion]]:
         prompts = [self._prompt(r, req) for r, req in enumerate(requests)]  # fail before decoding
-        vocab = Vocab(piece=self._piece, text=lambda t: self._piece(t).decode(errors="replace"),
-                      is_eog=lambda t: bool(llama_cpp.llama_vocab_is_eog(self._vocab, t)),
-                      n_ctx=self.n_ctx)
-        with self._lock:
-            self.tokenize("")  # raises if the model was closed meanwhile
-            seqs = self._sequences(requests, prompts)
-            Run(self._decoder, self._cache, self._slots, vocab, on_text, should_stop).run(seqs)
+        job = Job(self._sequences(requests, prompts), on_text, should_stop)
+        self._scheduler.submit(job)
         out: list[list[Completion]] = [[] for _ in requests]
-        for s in seqs:
+        for s in job.sequences:
             out[s.request].append(_completion(s))
         return out
 
@@ -222,7 +213,11 @@ class LlamaCppModel:
         seqs = []
         for r, (req, prompt) in enumerate(zip(requests, prompts, strict=True)):
             p = req.params
-            seed = p.seed if p.seed is not None else int(self._seeds.integers(2**63))
+            if p.seed is not None:
+                seed = p.seed
+            else:
+                with self._seed_lock:
+                    seed = int(self._seeds.integers(2**63))
             for i in range(p.n):
                 lp = LogprobRecorder(p.logprobs) if p.logprobs is not None else None
                 seqs.append(Seq(r, i, prompt, p, sampler_for(p, seed, i), TextStream(p.stop), lp))
@@ -230,12 +225,12 @@ class LlamaCppModel:
 
     def clear_cache(self) -> None:
         """Forget the KV of held prompts (benchmarks that must measure the prefill)."""
-        with self._lock:
+        with self._scheduler.lock:
             self._cache.clear()
 
     def close(self) -> None:
-        with self._lock:
-            self._free()
+        """Finish the calls under way, then free the model (later calls raise)."""
+        self._free()
 
 
 def _completion(s: Seq) -> Completion:
@@ -254,6 +249,19 @@ def _completion(s: Seq) -> Completion:
     )
 
 
+def _loop_vocab(vocab: llama_cpp.llama_vocab_p, n_ctx: int) -> Vocab:
+    pieces: dict[int, bytes] = {}  # token -> bytes, filled as tokens are first seen
+
+    def piece(token: int) -> bytes:
+        got = pieces.get(token)
+        if got is None:
+            got = pieces[token] = _token_bytes(vocab, token, special=False)
+        return got
+
+    return Vocab(piece=piece, text=lambda t: piece(t).decode(errors="replace"),
+                 is_eog=lambda t: bool(llama_cpp.llama_vocab_is_eog(vocab, t)), n_ctx=n_ctx)
+
+
 def _token_bytes(vocab: llama_cpp.llama_vocab_p, token: int, *, special: bool) -> bytes:
     buf = ctypes.create_string_buffer(64)
     n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, special)
@@ -263,8 +271,9 @@ def _token_bytes(vocab: llama_cpp.llama_vocab_p, token: int, *, special: bool) -
     return buf.raw[:n]
 
 
-def _free_all(decoder: Decoder, ctx: llama_cpp.llama_context_p,
+def _free_all(scheduler: Scheduler, decoder: Decoder, ctx: llama_cpp.llama_context_p,
               model: llama_cpp.llama_model_p) -> None:
+    scheduler.close()
     decoder.close()
     llama_cpp.llama_free(ctx)
     llama_cpp.llama_model_free(model)
