@@ -329,3 +329,60 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
     again = subprocess.run(ponder_eval(*args), capture_output=True, text=True, timeout=60)
     assert again.returncode == 2
     assert again.stderr.strip().count("\n") == 0 and "--resume" in again.stderr
+
+
+# ---- concurrency and shared samples ---------------------------------------------------------
+
+def by_index(prompt: str, i: int) -> str:
+    """A different answer per sample index (and question), so sharing mistakes show."""
+    q = int(prompt.split("Question ")[1].split(":")[0])
+    return f"step {i} \\boxed{{{(q * 7 + i * i) % 5 + 40}}}"
+
+
+GRID = ("cot", "self-consistency@2", "self-consistency@4", "adaptive@4:batch=2", "best-of-n@4")
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["own-samples", "shared-samples"])
+def test_concurrent_questions_give_the_same_rows(tmp_path: Path, share: bool) -> None:
+    one = config(tmp_path, schemes=GRID, out=tmp_path / "one.db")
+    run_eval(one, model_factory=lambda: ScriptedModel(by_index), progress=False)
+    many = config(tmp_path, schemes=GRID, out=tmp_path / "many.db", concurrency=3,
+                  share_samples=share)
+    run_eval(many, model_factory=lambda: ScriptedModel(by_index, delay_per_token=0.001),
+             progress=False)
+    assert comparable(stored(one.out)) == comparable(stored(many.out))
+
+
+def test_shared_samples_generate_each_sample_once(tmp_path: Path) -> None:
+    """Per question and seed, the sampled schemes need samples 0-3 only: 4 are generated."""
+    model = ScriptedModel(by_index)
+    cfg = config(tmp_path, schemes=GRID, share_samples=True)
+    run_eval(cfg, model_factory=lambda: model, progress=False)
+    sampled = [req for call in model.calls for req in call if not req.params.greedy]
+    per_seed = len(GOLDS) * 2
+    assert sum(req.params.n for req in sampled) == 4 * per_seed
+    with Store.read(cfg.out) as store:
+        assert store.meta()["settings"] == {"max_tokens": None, "share_samples": True}
+    with pytest.raises(StoreMismatch, match="settings"):  # a pooled run is another experiment
+        run_eval(config(tmp_path, schemes=GRID, resume=True), progress=False)
+
+
+def test_a_failing_question_stops_the_run_and_keeps_finished_rows(tmp_path: Path) -> None:
+    def script(prompt: str, i: int) -> str:
+        if "Question 4:" in prompt:
+            raise RuntimeError("backend fell over")
+        return by_index(prompt, i)
+
+    cfg = config(tmp_path, schemes=("cot",), concurrency=2)
+    with pytest.raises(RuntimeError, match="fell over"):
+        run_eval(cfg, model_factory=lambda: ScriptedModel(script), progress=False)
+    positions = sorted(r.position for r in stored(cfg.out))
+    assert 4 not in positions and len(positions) >= 2
+    resumed = run_eval(config(tmp_path, schemes=("cot",), resume=True),
+                       model_factory=lambda: ScriptedModel(by_index), progress=False)
+    assert resumed.resumed + resumed.written == len(GOLDS)
+
+
+def test_zero_concurrency_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="concurrency"):
+        config(tmp_path, concurrency=0)

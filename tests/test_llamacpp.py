@@ -235,6 +235,9 @@ def test_seeds(smol):
     c = smol.generate([req(n=3, seed=8, **sampled)])[0]
     assert [x.text for x in a] != [x.text for x in c]
     assert len({x.text for x in a}) > 1  # samples of one request differ from each other
+    later = smol.generate([req(n=2, seed=7, first_sample=1, **sampled)])[0]
+    assert [x.text for x in later] == [x.text for x in a[1:]]  # samples 1, 2 of seed 7
+    assert all(x.seconds is not None and x.seconds > 0 for x in a)
 
 
 @pytest.mark.slow

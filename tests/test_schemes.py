@@ -97,11 +97,12 @@ def test_adaptive_stops_when_decided(answers: list[str], calls: int, samples: in
     assert result.usage.model_calls == calls
 
 
-def test_adaptive_seeds_differ_between_batches() -> None:
+def test_adaptive_batches_continue_one_sample_sequence() -> None:
+    """Batch b asks for samples 4b.. of the one seed: the chains self-consistency@n draws."""
     model = ScriptedModel(chains("1", "2", "3", "4"))
     get_scheme("adaptive@8", batch=4, seed=3)(PROBLEM, model=model)
-    seeds = [call[0].params.seed for call in model.calls]
-    assert len(seeds) == 2 and len(set(seeds)) == 2
+    params = [call[0].params for call in model.calls]
+    assert [(p.seed, p.first_sample, p.n) for p in params] == [(3, 0, 4), (3, 4, 4)]
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,10 @@ class SamplingParams:
 
     temperature == 0 means greedy. `top_k = 0` and `top_p = 1.0` switch those filters off.
     `seed` makes sampling reproducible for a given backend, prompt and batch shape.
+    `first_sample` numbers the samples: sample i of this request is sample `first_sample + i` of
+    its seed, so n=4 with first_sample=4 draws what samples 4-7 of n=8 would (exactly so in the
+    llama.cpp backend, where each sample has its own generator; the HTTP backend folds it into
+    the seed). Adaptive schemes use it to extend a sample set without redrawing it.
     `logprobs` asks for the log-probability of every sampled token (and, if > 0, that many
     alternatives per position) where the backend can give them.
     """
@@ -38,6 +42,7 @@ class SamplingParams:
     seed: int | None = None
     logprobs: int | None = None
     ignore_eos: bool = False  # keep going past end-of-turn tokens (benchmarks of fixed length)
+    first_sample: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -57,6 +62,8 @@ class SamplingParams:
             raise ConfigError("max_tokens", self.max_tokens, "use a positive number of tokens")
         if any(not s for s in self.stop):
             raise ConfigError("stop", self.stop, "stop strings must be non-empty")
+        if self.first_sample < 0:
+            raise ConfigError("first_sample", self.first_sample, "use 0 or a positive index")
         if self.logprobs is not None and not 0 <= self.logprobs <= 20:
             raise ConfigError("logprobs", self.logprobs, "use an integer between 0 and 20")
 
@@ -106,13 +113,21 @@ class Completion:
     token_logprobs: list[float] | None = None
     top_logprobs: list[dict[str, float]] | None = None
     stop_string: str | None = None  # the stop string that ended it, if any (not in `text`)
+    # Model time spent on it, where the backend can tell: its share of every batched decode step
+    # it was in (step time / sequences in the step) plus the prefill it paid for, if any.
+    seconds: float | None = None
 
 
 @dataclass
 class Usage:
     """What a result cost. `reasoning_tokens` counts every completion token spent thinking,
     discarded samples and search branches included; for ponder's schemes that is all of them
-    (the final answer is extracted from the reasoning, not generated apart)."""
+    (the final answer is extracted from the reasoning, not generated apart).
+
+    `seconds` is wall time; `model_seconds` the model time of the completions (their
+    `Completion.seconds`; 0 where the backend does not report it): a run that shares batched
+    steps with other runs uses less model time than wall time.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -120,6 +135,7 @@ class Usage:
     cached_tokens: int = 0
     model_calls: int = 0
     seconds: float = 0.0
+    model_seconds: float = 0.0
 
     def add_completions(self, completions: Iterable[Completion], *, reasoning: bool = True) -> None:
         """Account for one batched model call that returned `completions`."""
@@ -128,6 +144,7 @@ class Usage:
             self.prompt_tokens += c.prompt_tokens
             self.completion_tokens += c.completion_tokens
             self.cached_tokens += c.cached_tokens
+            self.model_seconds += c.seconds or 0.0
             if reasoning:
                 self.reasoning_tokens += c.completion_tokens
 

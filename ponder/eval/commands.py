@@ -48,6 +48,11 @@ def eval_command(
                                                    "scheme.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run stored in --out "
                                          "(same model, task, split, data).")] = False,
+    concurrency: Annotated[int, typer.Option(help="Questions worked on at once; a batching "
+                                             "backend decodes them together.")] = 1,
+    share_samples: Annotated[bool, typer.Option(
+        "--share-samples", help="Schemes on a question draw from one pool of seeded samples "
+        "(self-consistency@4 reuses the first 4 of @16's); see docs/eval.md.")] = False,
 ) -> None:
     """Evaluate schemes on a task: every question × scheme × seed, stored as it finishes."""
     from ponder.eval.report import summarize
@@ -59,7 +64,8 @@ def eval_command(
         raise ConfigError("schemes", schemes, "name at least one, e.g. cot,self-consistency@8")
     cfg = EvalConfig(task=task, schemes=specs, out=out_path, model=model,
                      model_args=parse_model_args(model_arg or []), split=split, data=data,
-                     limit=limit, seeds=seeds, max_tokens=max_tokens, resume=resume)
+                     limit=limit, seeds=seeds, max_tokens=max_tokens, resume=resume,
+                     concurrency=concurrency, share_samples=share_samples)
     outcome = run_eval(cfg, command=command_line())
     err.print(f"{outcome.written} rows written, {outcome.resumed} already stored, "
               f"{outcome.planned} planned → {out_path}", markup=False)

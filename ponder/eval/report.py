@@ -11,8 +11,11 @@ Confidence intervals (`CI_METHODS`, chosen with `ponder report --ci`):
     This respects seeds as repeated measures.
 
 Costs are means per row, i.e. per question per run: completion tokens (every token generated,
-discarded samples included) and wall seconds. `vs cot` is a scheme's mean completion tokens
-over cot's.
+discarded samples included) and seconds. Seconds are model time where the backend reports it
+(llama.cpp: each batched step's time shared among its sequences, plus prefills), because an
+eval that runs several questions at once, or shares samples between schemes, makes a row's
+wall time mean little; otherwise wall time. `vs cot` is a scheme's mean completion tokens over
+cot's.
 """
 
 from __future__ import annotations
@@ -94,7 +97,9 @@ class SchemeSummary:
     ci_low: float
     ci_high: float
     mean_completion_tokens: float
-    mean_seconds: float
+    mean_seconds: float  # model seconds where every row has them, else wall seconds
+    mean_wall_seconds: float
+    seconds_are_model_time: bool
     mean_model_calls: float
     tokens_vs_cot: float | None
 
@@ -121,12 +126,15 @@ def _summary(name: str, rows: Sequence[Row], method: CIMethod) -> SchemeSummary:
     n = len(rows)
     correct = sum(r.correct for r in rows)
     low, high = method.interval(rows)
+    model_time = all(r.model_seconds is not None for r in rows)
+    wall = sum(r.seconds for r in rows) / n
     return SchemeSummary(
         scheme=name, family=family, size=size, rows=n,
         questions=len({r.question_id for r in rows}), seeds=len({r.seed for r in rows}),
         correct=correct, accuracy=correct / n, ci_low=low, ci_high=high,
         mean_completion_tokens=sum(r.completion_tokens for r in rows) / n,
-        mean_seconds=sum(r.seconds for r in rows) / n,
+        mean_seconds=sum(r.model_seconds or 0.0 for r in rows) / n if model_time else wall,
+        mean_wall_seconds=wall, seconds_are_model_time=model_time,
         mean_model_calls=sum(r.model_calls for r in rows) / n, tokens_vs_cot=None)
 
 
@@ -155,9 +163,18 @@ def to_markdown(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci:
              "|" + "|".join("---:" if h in right else "---" for h in HEADERS) + "|"]
     lines += ["| " + " | ".join(table_cells(s)) + " |" for s in summaries]
     lines += ["", f"{CI_METHODS[ci].description}. tokens/q: mean completion tokens per question "
-              "(discarded samples included); seconds/q: mean wall seconds per question; vs cot: "
+              f"(discarded samples included); seconds/q: {_seconds_note(summaries)}; vs cot: "
               "tokens/q over cot's."]
     return "\n".join(lines) + "\n"
+
+
+def _seconds_note(summaries: Sequence[SchemeSummary]) -> str:
+    if all(s.seconds_are_model_time for s in summaries):
+        return ("mean model seconds per question (each batched decode step's time shared among "
+                "the sequences in it, whatever question they belong to)")
+    if not any(s.seconds_are_model_time for s in summaries):
+        return "mean wall seconds per question"
+    return "model seconds where the backend reports them, wall seconds elsewhere (see --json)"
 
 
 def to_json(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str) -> str:

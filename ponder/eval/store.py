@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS results (
     finish_reason TEXT NOT NULL,
     trace TEXT NOT NULL,                 -- ponder.core.types.Trace.to_dict(), JSON
     created TEXT NOT NULL,
+    model_seconds REAL,                  -- Usage.model_seconds; NULL in files before it
     PRIMARY KEY (question_id, scheme, seed));
 """
 
@@ -89,6 +90,7 @@ class Row:
     finish_reason: str
     trace: str
     created: str = ""
+    model_seconds: float | None = None  # model time (batched-step shares); wall is `seconds`
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -116,8 +118,8 @@ class Store:
     """An open results database. Use `Store.create` to start or resume a run, `Store.read` to
     report on one."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
-        self.path, self.conn = path, conn
+    def __init__(self, path: Path, conn: sqlite3.Connection, columns: set[str]) -> None:
+        self.path, self.conn, self.columns = path, conn, columns
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -136,12 +138,16 @@ class Store:
                 tables = ours
             if not ours <= tables:
                 raise sqlite3.DatabaseError("it has no results table")
+            columns = {c for (_, c, *_) in conn.execute("PRAGMA table_info(results)")}
+            if write and "model_seconds" not in columns:  # written before the column existed
+                conn.execute("ALTER TABLE results ADD COLUMN model_seconds REAL")
+                columns.add("model_seconds")
         except sqlite3.DatabaseError as e:
             conn.close()
             raise DataError(f"{path} is not a ponder results database ({e}); "
                             + ("choose another --out" if write else "give the --out of a "
                                "`ponder eval` run")) from e
-        return cls(path, conn)
+        return cls(path, conn, columns)
 
     @classmethod
     def create(cls, path: Path, meta: Mapping[str, Any], *, resume: bool,
@@ -230,7 +236,8 @@ class Store:
     def rows(self, *, traces: bool = True) -> Iterator[Row]:
         """All rows in question order; `traces=False` leaves traces out (reports do not need
         them, and a large run's traces are hundreds of megabytes)."""
-        columns = [c if traces or c != "trace" else "'' AS trace" for c in COLUMNS]
+        columns = [c if c in self.columns and (traces or c != "trace")
+                   else "'' AS trace" if c == "trace" else f"NULL AS {c}" for c in COLUMNS]
         cursor = self.conn.execute(f"SELECT {', '.join(columns)} FROM results "
                                    "ORDER BY position, scheme, seed")
         for values in cursor:

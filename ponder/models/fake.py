@@ -85,7 +85,7 @@ class ScriptedModel:
         on_text: OnText | None, should_stop: ShouldStop | None,
     ) -> Completion:
         p = req.params
-        full = self._script(prompt, i)
+        full = self._script(prompt, p.first_sample + i)  # the sample's number in its seed
         stop_at, stop_string = len(full), None
         for s in p.stop:
             k = full.find(s)

@@ -220,7 +220,8 @@ class LlamaCppModel:
                     seed = int(self._seeds.integers(2**63))
             for i in range(p.n):
                 lp = LogprobRecorder(p.logprobs) if p.logprobs is not None else None
-                seqs.append(Seq(r, i, prompt, p, sampler_for(p, seed, i), TextStream(p.stop), lp))
+                sampler = sampler_for(p, seed, p.first_sample + i)
+                seqs.append(Seq(r, i, prompt, p, sampler, TextStream(p.stop), lp))
         return seqs
 
     def clear_cache(self) -> None:
@@ -246,6 +247,7 @@ def _completion(s: Seq) -> Completion:
         token_logprobs=lp.token_logprobs if lp is not None else None,
         top_logprobs=lp.top_logprobs if lp is not None and lp.n_top > 0 else None,
         stop_string=s.stream.stop_string,
+        seconds=s.seconds,
     )
 
 

@@ -283,7 +283,8 @@ class OpenAIModel:
                         else {"logprobs": p.logprobs})
         body.update(max_tokens=p.max_tokens, n=job.n)
         if p.seed is not None:
-            body["seed"] = p.seed + job.first  # distinct, reproducible seeds for single samples
+            # distinct, reproducible seeds for single samples and for later sample ranges
+            body["seed"] = p.seed + p.first_sample + job.first
         if p.stop:
             body["stop"] = list(p.stop)
         if stream:

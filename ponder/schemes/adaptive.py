@@ -6,6 +6,9 @@ two has posterior Beta(v1 + 1, v2 + 1) under a uniform prior; sampling stops whe
 P(p > 1/2) ≥ `confidence`. For integer parameters this is exact through the binomial identity
 I_x(a, b) = P(Binomial(a + b - 1, x) ≥ a), so no scipy is needed.
 
+Sampling: batch b draws samples 4b..4b+3 of the run's seed (`first_sample`), so with the same
+seed adaptive@16 sees exactly the first chains self-consistency@16 sees and stops early.
+
 Departures: the paper checks after every single sample; we check after each batch of `batch`
 samples because one batched call of 4 costs about as much time as one chain on a CPU and far
 less than four. With batch = 4 and confidence = 0.95, four agreeing chains stop the run
@@ -57,7 +60,10 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
         k = r.affordable(min(config.batch, config.n - len(nodes)))
         if k == 0:
             break
-        nodes += [r.add_chain(c, problem, batch=r.calls) for c in r.sample(problem.messages, k)]
+        # One seed, samples numbered on: the chains are those self-consistency@n would draw
+        # with this seed, in order, so the two compare on the same samples.
+        batch = r.sample(problem.messages, k, seed=config.seed, first_sample=len(nodes))
+        nodes += [r.add_chain(c, problem, batch=r.calls) for c in batch]
         ranked = tally(nodes, problem)
         v1 = ranked[0].votes if ranked else 0
         v2 = ranked[1].votes if len(ranked) > 1 else 0

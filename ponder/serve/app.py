@@ -68,7 +68,7 @@ class Server:
 
 def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str], Problem], *,
                efforts: Mapping[str, Effort] = EFFORTS, api_key: str | None = None,
-               max_concurrency: int = 4, max_queue: int = 64) -> FastAPI:
+               max_concurrency: int = 8, max_queue: int = 64) -> FastAPI:
     """The app, serving `models` by name; `problem_for(question)` is the task's prompt."""
     server = Server(dict(models), problem_for, dict(efforts),
                     Engine(max_concurrency, max_queue), api_key, int(time.time()))

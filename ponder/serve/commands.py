@@ -100,7 +100,7 @@ def serve_command(
     api_key: Annotated[str | None, typer.Option(
         envvar="PONDER_API_KEY", help="Require Authorization: Bearer KEY on /v1.")] = None,
     max_concurrency: Annotated[int, typer.Option(
-        min=1, help="Requests running at once (worker threads).")] = 4,
+        min=1, help="Requests running at once (worker threads).")] = 8,
     max_queue: Annotated[int, typer.Option(
         min=0, help="Requests waiting beyond those; more get 503.")] = 64,
     effort_table: Annotated[Path | None, typer.Option(

@@ -50,7 +50,7 @@ class Stats:
 
 
 class Engine:
-    def __init__(self, max_concurrency: int = 4, max_queue: int = 64) -> None:
+    def __init__(self, max_concurrency: int = 8, max_queue: int = 64) -> None:
         assert max_concurrency >= 1 and max_queue >= 0
         self.max_concurrency, self.max_queue = max_concurrency, max_queue
         self.stats = Stats()

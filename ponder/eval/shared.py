@@ -1,0 +1,94 @@
+"""Shared samples: schemes on one question draw from one pool of seeded samples.
+
+With `ponder eval --share-samples`, self-consistency@4, @8 and @16, adaptive@16 and best-of-n@8
+with the same seed all want samples 0, 1, 2, ... of the same prompt, sampling settings and
+seed (adaptive numbers its batches on with `first_sample`). `SharedSamples` wraps the model for
+one question: the first scheme to need sample i generates it, the others get the same
+completion. A grid of those five schemes then generates 16 chains per question and seed
+instead of up to 52.
+
+This is the "subsample from one pool" estimator used to draw accuracy-vs-samples curves
+(e.g. Wang et al. 2023, Fig. 3): each scheme still sees exactly the samples it would draw
+alone (in the llama.cpp backend a seeded sample does not depend on what else is in its batch,
+tests/test_llamacpp.py::test_seeds), so each scheme's accuracy is unchanged in distribution;
+schemes compared on the same seed are paired, which narrows the uncertainty of their
+differences. Every row still counts the tokens and model seconds of all samples it uses, as
+if it had generated them.
+
+Only seeded, sampled requests without top-logprob alternatives are shared; anything else goes
+straight to the model. Generated samples always carry token logprobs, so best-of-n's
+confidence scorer can use a sample first drawn for self-consistency.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+
+from ponder.core.protocols import LanguageModel, OnText, ShouldStop
+from ponder.core.types import Completion, GenerationRequest, Message
+
+
+class SharedSamples:
+    """A LanguageModel that hands out each (prompt, settings, seed, sample index) once drawn."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        self.model = model
+        self.name = getattr(model, "name", "shared")
+        self.generated = 0  # samples this pool generated
+        self.served = 0  # samples it returned (generated or reused)
+        self._pool: dict[str, dict[int, Completion]] = {}
+        self._lock = threading.Lock()
+
+    def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,
+                 should_stop: ShouldStop | None = None) -> list[list[Completion]]:
+        out: list[list[Completion]] = []
+        for req in requests:
+            p = req.params
+            if p.seed is None or p.greedy or (p.logprobs or 0) > 0:
+                out += self.model.generate([req], on_text=on_text, should_stop=should_stop)
+                continue
+            key = _key(req)
+            wanted = range(p.first_sample, p.first_sample + p.n)
+            with self._lock:
+                have = self._pool.setdefault(key, {})
+                missing = [i for i in wanted if i not in have]
+            if missing:  # draw the missing range in one batched call
+                lo, hi = missing[0], missing[-1] + 1
+                draw = replace(p, n=hi - lo, first_sample=lo, logprobs=0)
+                [got] = self.model.generate([replace(req, params=draw)], on_text=on_text,
+                                            should_stop=should_stop)
+                with self._lock:
+                    for i, c in zip(range(lo, hi), got, strict=True):
+                        if c.finish_reason != "cancelled":
+                            have.setdefault(i, c)
+                    self.generated += len(got)
+                by_index = dict(zip(range(lo, hi), got, strict=True))
+            else:
+                by_index = {}
+            chosen = [have.get(i) or by_index[i] for i in wanted]
+            with self._lock:
+                self.served += len(chosen)
+            out.append([c if p.logprobs is not None else replace(c, token_logprobs=None)
+                        for c in chosen])
+        return out
+
+    def render_chat(self, messages: Sequence[Message], *,
+                    add_generation_prompt: bool = True) -> str:
+        return self.model.render_chat(messages, add_generation_prompt=add_generation_prompt)
+
+    def count_tokens(self, text: str) -> int:
+        return self.model.count_tokens(text)
+
+    def close(self) -> None:
+        """The pool is dropped; the wrapped model stays open (its owner closes it)."""
+        self._pool.clear()
+
+
+def _key(req: GenerationRequest) -> str:
+    """Everything that decides sample i's text, apart from i."""
+    p = replace(req.params, n=1, first_sample=0, logprobs=None)
+    prompt = req.prefix if req.prefix is not None else [dict(m) for m in req.messages or ()]
+    return json.dumps([prompt, repr(p)], sort_keys=True)
