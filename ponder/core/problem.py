@@ -23,5 +23,8 @@ class Problem:
     extract: Callable[[str], str | None]  # completion text -> answer (None if it has none)
     key: Callable[[str], str] = _identity  # answer -> voting key; equal keys = same answer
     step_delimiter: str = "\n\n"  # where tree schemes cut a chain into steps
+    # Checks that need no gold answer, where the task has them (Game of 24 does):
+    verify: Callable[[str], bool] | None = None  # answer -> is it right?
+    partial: Callable[[str], bool] | None = None  # steps so far -> can they still succeed?
     id: str | None = None
     gold: str | None = None

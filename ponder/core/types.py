@@ -81,11 +81,15 @@ class GenerationRequest:
 
     Exactly one of `messages` (a chat, templated by the backend) or `prefix` (raw text that the
     model continues verbatim, e.g. a templated chat plus a partial assistant answer) is given.
+    `keep_kv` hints that a later request will continue this one's prompt + completion (a tree
+    search expanding a node): the llama.cpp backend then keeps each finished sample's KV cache
+    among its held prefixes instead of freeing it; other backends ignore it.
     """
 
     params: SamplingParams = field(default_factory=SamplingParams)
     messages: tuple[Message, ...] | None = None
     prefix: str | None = None
+    keep_kv: bool = False
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prefix is None):

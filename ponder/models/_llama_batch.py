@@ -124,7 +124,7 @@ class Held:
 
     tokens: np.ndarray  # int32 (P,)
     seq: int
-    logits: np.ndarray  # float32 (n_vocab,)
+    logits: np.ndarray | None  # float32 (n_vocab,); None for a kept completion (not decoded)
 
 
 class PromptCache:
@@ -141,13 +141,25 @@ class PromptCache:
         key = tokens.tobytes()
         if key in self.held:
             self.held.move_to_end(key)
-            return self.held[key], 0
+            held = self.held[key]
+            if held.logits is None:  # a kept completion: decode its last token again
+                self.decoder.remove(held.seq, tokens.size - 1)
+                if not self.decoder.extend(held.seq, tokens[-1:], tokens.size - 1, True):
+                    self.decoder.remove(held.seq)
+                    del self.held[key]
+                    self.free_ids.append(held.seq)
+                    return None
+                held.logits = self.decoder.logits(1)[0].copy()
+                return held, 1
+            return held, 0
         # Reuse the longest held prefix, but decode at least the last token: its logits are needed.
         src, reuse = None, 0
         for h in self.held.values():
             n = _shared_prefix(h.tokens, tokens)
             if min(n, tokens.size - 1) > reuse:
                 src, reuse = h, min(n, tokens.size - 1)
+        if src is not None:
+            self.held.move_to_end(src.tokens.tobytes())  # a donor is in use: keep it longest
         seq = self._free_id(keep=src)
         if src is not None and src.seq == seq:
             self.decoder.remove(seq, reuse)  # the evicted holder was the donor: keep its prefix
@@ -160,6 +172,22 @@ class PromptCache:
         held = Held(tokens, seq, self.decoder.logits(1)[0].copy())
         self.held[key] = held
         return held, tokens.size - reuse
+
+    def adopt(self, seq: int, tokens: np.ndarray) -> int:
+        """Hold the KV that sequence `seq` already has for `tokens` (a finished sample's prompt
+        and completion); returns the id the caller gets back in exchange: a free holder id, or
+        the least recently used holder's, emptied. Returns `seq` itself if `tokens` are held."""
+        key = tokens.tobytes()
+        if key in self.held:
+            return seq
+        if self.free_ids:
+            out = self.free_ids.pop()
+        else:
+            _, victim = self.held.popitem(last=False)
+            self.decoder.remove(victim.seq)
+            out = victim.seq
+        self.held[key] = Held(tokens, seq, None)
+        return out
 
     def _free_id(self, keep: Held | None) -> int:
         if self.free_ids:
@@ -200,6 +228,7 @@ class Sequence:
     sampler: Sampler
     stream: TextStream
     logprobs: LogprobRecorder | None
+    keep_kv: bool = False  # on finishing, hand its KV to the prompt cache (GenerationRequest)
     job: Job | None = None  # set when its generate call is submitted
     tokens: list[int] = field(default_factory=list)
     slot: int = -1
@@ -350,6 +379,7 @@ class Scheduler:
         s.job.live += 1
         s.seconds += time.perf_counter() - t0  # the prefill, if this sample paid for one
         if len(s.tokens) == 0:  # the first token comes from the logits the prompt cache kept
+            assert held.logits is not None
             self._accept(s, held.logits, s.sampler(held.logits))
         return True
 
@@ -427,11 +457,26 @@ class Scheduler:
         s.finish = reason
         s.stream.close()
         self._emit(s, final=True)
+        if s.keep_kv and reason != "cancelled" and s.slot >= 0 and len(s.tokens) > 1:
+            self._keep(s)
         self._release(s)
         if job.error is None:
             job.left -= 1
             if job.left == 0:
                 self._done(job)
+
+    def _keep(self, s: Sequence) -> None:
+        """Hand the slot's KV (prompt + all tokens but the last, which was never decoded) to
+        the prompt cache; the slot id is exchanged for the holder id the cache frees."""
+        kept = np.concatenate([s.prompt, np.asarray(s.tokens[:-1], np.int32)])
+        new_id = self.cache.adopt(s.slot, kept)
+        if new_id != s.slot:
+            self.decoder.remove(new_id)
+            del self.live[s.slot]
+            self.free_slots.append(new_id)
+            s.slot = -1
+            assert s.job is not None
+            s.job.live -= 1
 
     def _fail(self, job: Job, error: BaseException) -> None:
         if job.error is None:

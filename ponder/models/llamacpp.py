@@ -18,7 +18,14 @@ The KV cache, two layouts (`kv_unified`):
   16 samples x 256 new tokens from one 109-token prompt (Qwen2.5-0.5B, 2 cores): streams
   77 tok/s, unified 68 tok/s, llama-batched-bench 77 tok/s; the gap grows with length (see
   docs/results/batched_decoding.md). Memory: streams hold (n_seq_max + cache_prompts) * n_ctx
-  cells, ~12 KB each for Qwen2.5-0.5B (~0.9 GB at the defaults).
+  cells, ~12 KB each for Qwen2.5-0.5B (~1.2 GB at the defaults).
+
+Tree search (`GenerationRequest.keep_kv`): a finished sample's stream is not freed but handed
+to the prompt cache, which holds it as the KV of prompt + completion (its id is swapped for a
+free holder's: no copy). Expanding that node later sends prompt + path as a new prefix; the
+cache finds the held stream as its longest prefix, copies it, and prefills only the tokens
+after it (the delimiter, and any token the text re-tokenizes differently). Held streams are
+dropped least recently used first; `cache_prompts` bounds how many are kept.
 
 Departures from llama-cpp-python's `Llama`:
   * prompts are tokenized with special tokens parsed (the chat template writes them) and BOS is
@@ -89,7 +96,7 @@ class LlamaCppModel:
         n_seq_max: int = 16,
         seed: int | None = None,
         n_batch: int = 512,
-        cache_prompts: int = 2,
+        cache_prompts: int = 8,
         kv_unified: bool = False,
         flash_attn: bool | None = None,
         verbose: bool = False,
@@ -221,7 +228,7 @@ class LlamaCppModel:
             for i in range(p.n):
                 lp = LogprobRecorder(p.logprobs) if p.logprobs is not None else None
                 sampler = sampler_for(p, seed, p.first_sample + i)
-                seqs.append(Seq(r, i, prompt, p, sampler, TextStream(p.stop), lp))
+                seqs.append(Seq(r, i, prompt, p, sampler, TextStream(p.stop), lp, req.keep_kv))
         return seqs
 
     def clear_cache(self) -> None:

@@ -19,6 +19,7 @@ from ponder.core.types import (
     Completion,
     FinishReason,
     GenerationRequest,
+    Message,
     Node,
     Result,
     SamplingParams,
@@ -92,17 +93,38 @@ class Run:
                **changes: object) -> list[Completion]:
         """n completions of one prompt, metered (as reasoning unless `reasoning=False`).
         Sampling seeds differ between calls of a run."""
+        request = GenerationRequest(params=self._params(n, changes), prefix=prefix,
+                                    messages=tuple(messages) if messages is not None else None)
+        [completions] = self.generate([request], reasoning=reasoning)
+        return completions
+
+    def sample_prefixes(self, prefixes: Sequence[str], n: int, *, reasoning: bool = True,
+                        keep_kv: bool = False, **changes: object) -> list[list[Completion]]:
+        """n continuations of each raw prefix, all in one batched call (tree schemes expand
+        every frontier node at once); `keep_kv` as in GenerationRequest."""
+        params = self._params(n, changes)
+        return self.generate([GenerationRequest(params=params, prefix=p, keep_kv=keep_kv)
+                              for p in prefixes], reasoning=reasoning)
+
+    def generate(self, requests: Sequence[GenerationRequest], *,
+                 reasoning: bool = True) -> list[list[Completion]]:
+        """The one place a scheme's model calls go through: metered, streamed, cancellable."""
+        out = self.model.generate(requests, on_text=self.on_text, should_stop=self.should_stop)
+        self.usage.add_completions([c for cs in out for c in cs], reasoning=reasoning)
+        return out
+
+    def _params(self, n: int, changes: dict[str, object]) -> SamplingParams:
         seed = self.config.seed
         if seed is not None:
             changes.setdefault("seed", seed + 7919 * self.calls)
         self.calls += 1
-        params = self.config.sampling(n, **changes)
-        request = GenerationRequest(params=params, prefix=prefix,
-                                    messages=tuple(messages) if messages is not None else None)
-        [completions] = self.model.generate([request], on_text=self.on_text,
-                                            should_stop=self.should_stop)
-        self.usage.add_completions(completions, reasoning=reasoning)
-        return completions
+        return self.config.sampling(n, **changes)
+
+    @property
+    def metered(self) -> LanguageModel:
+        """The model as a scorer should see it: its calls count in this run's usage (a judge's
+        tokens are tokens spent thinking) and stop when the run is cancelled."""
+        return _Metered(self)
 
     def add_chain(self, completion: Completion, problem: Problem, **meta: object) -> Node:
         """Record a whole chain as a root node of the trace, with its extracted answer."""
@@ -130,6 +152,26 @@ class Run:
         content = answer if answer is not None else _tail(reasoning)
         return Result(answer=answer, content=content, reasoning=reasoning, trace=self.trace,
                       usage=self.usage, finish_reason=finish_reason)
+
+
+class _Metered:
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self.name = run.model.name
+
+    def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,
+                 should_stop: ShouldStop | None = None) -> list[list[Completion]]:
+        return self._run.generate(requests)
+
+    def render_chat(self, messages: Sequence[Message], *,
+                    add_generation_prompt: bool = True) -> str:
+        return self._run.model.render_chat(messages, add_generation_prompt=add_generation_prompt)
+
+    def count_tokens(self, text: str) -> int:
+        return self._run.model.count_tokens(text)
+
+    def close(self) -> None:
+        pass  # the run does not own the model
 
 
 def _tail(text: str) -> str:
