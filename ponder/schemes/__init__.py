@@ -17,7 +17,7 @@ from ponder.core.errors import ConfigError, UnknownName
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, OnText, Scorer, ShouldStop
 from ponder.core.types import Result
-from ponder.schemes import adaptive, best_of_n, cot, direct, self_consistency
+from ponder.schemes import adaptive, beam, best_of_n, cot, direct, self_consistency
 from ponder.schemes.base import Run, SchemeConfig
 
 
@@ -37,6 +37,7 @@ SCHEMES: dict[str, Entry] = {
                       "self-consistency in batches, stops when the vote is decided"),
     "best-of-n": Entry(best_of_n.run, best_of_n.Config,
                        "N chains, scored; best or score-weighted vote"),
+    "beam": Entry(beam.run, beam.Config, "step-level beam search guided by a step scorer"),
 }
 
 

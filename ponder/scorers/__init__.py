@@ -12,9 +12,13 @@ from collections.abc import Callable
 from ponder.core.errors import UnknownName
 from ponder.core.protocols import LanguageModel, Scorer
 from ponder.scorers.confidence import Confidence
+from ponder.scorers.judge import StepJudge
+from ponder.scorers.rule import RuleScorer
 
 SCORERS: dict[str, Callable[[LanguageModel], Scorer]] = {
     "confidence": lambda model: Confidence(),
+    "judge": StepJudge,
+    "rule": lambda model: RuleScorer(),
 }
 
 

@@ -1,0 +1,72 @@
+"""Step-level beam search guided by a step scorer (Snell et al. 2024, arXiv:2408.03314, §5;
+search-and-learn's `beam_search`).
+
+Keep `n` beams; at each depth expand every beam into `expansions` children (the root into
+n × expansions), score each child's last step, and keep the `n` best unfinished paths by path
+value (the step scores aggregated by `aggregate`). A child that finishes (an answer, the end of
+the chain, or max_depth) leaves the beam for the pool of completed paths. The search ends when
+`n` paths have completed, no beam is left, or the token budget cannot pay for another depth.
+
+Answer: `selection="best"` takes the completed path of highest value; `"vote"` sums completed
+paths' values per answer (weighted majority, as search-and-learn's final aggregation). With no
+completed path, the best unfinished one is returned without an answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ponder.core.errors import ConfigError
+from ponder.core.problem import Problem
+from ponder.core.protocols import LanguageModel, Scorer
+from ponder.core.types import Node, Result
+from ponder.schemes.base import Run
+from ponder.schemes.tree import Tree, TreeConfig
+from ponder.schemes.vote import record, tally
+
+SELECTIONS = ("best", "vote")
+
+
+@dataclass
+class Config(TreeConfig):
+    n: int = 4  # beams kept
+    expansions: int = 4  # children per beam and depth
+    selection: str = "best"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.expansions < 1:
+            raise ConfigError("expansions", self.expansions, "use 1 or more children per beam")
+        if self.selection not in SELECTIONS:
+            raise ConfigError("selection", self.selection, f"use one of {', '.join(SELECTIONS)}")
+
+
+def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
+        config: Config, run: Run | None = None) -> Result:
+    r = run or Run(model, config, "beam")
+    tree = Tree(r, problem, scorer, config)
+    completed: list[Node] = []
+    beams: list[Node | None] = [None]
+    depth = 0
+    while beams and len(completed) < config.n and depth < config.max_depth:
+        k = config.n * config.expansions if beams == [None] else config.expansions
+        children = [c for cs in tree.expand(beams, k) for c in cs]
+        if not children:
+            break  # the budget cannot pay for another depth (or the run was cancelled)
+        tree.score(children)
+        completed += [c for c in children if tree.terminal(c)]
+        alive = sorted((c for c in children if not tree.terminal(c)),
+                       key=lambda c: (-c.value, c.id))
+        beams = list(alive[: config.n])
+        depth += 1
+    r.trace.meta.update(depth=depth, completed=len(completed))
+    return _choose(tree, completed, [b for b in beams if b is not None], config.selection)
+
+
+def _choose(tree: Tree, completed: list[Node], beams: list[Node], selection: str) -> Result:
+    answered = [c for c in completed if c.answer is not None]
+    if selection == "vote" and answered:
+        ranked = tally(answered, tree.problem, weights=[c.value for c in answered])
+        tree.trace.meta["votes"] = record(answered, ranked)
+        return tree.finish_with(tree.best(ranked[0].nodes))
+    return tree.finish_with(tree.best(answered) or tree.best(completed) or tree.best(beams))
