@@ -386,3 +386,12 @@ def test_a_failing_question_stops_the_run_and_keeps_finished_rows(tmp_path: Path
 def test_zero_concurrency_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="concurrency"):
         config(tmp_path, concurrency=0)
+
+
+def test_temperature_applies_to_sampled_schemes_only(tmp_path: Path) -> None:
+    cfg = config(tmp_path, temperature=0.3,
+                 schemes=("cot", "self-consistency@3", "self-consistency@2:temperature=0.9"))
+    assert cfg.scheme("cot", 0).config.temperature == 0.0
+    assert cfg.scheme("self-consistency@3", 1).config.temperature == 0.3
+    assert cfg.scheme("self-consistency@2:temperature=0.9", 0).config.temperature == 0.9
+    assert cfg.meta()["settings"] == {"max_tokens": None, "temperature": 0.3}

@@ -48,6 +48,8 @@ def eval_command(
                                                    "scheme.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run stored in --out "
                                          "(same model, task, split, data).")] = False,
+    temperature: Annotated[float | None, typer.Option(
+        help="Temperature of the sampled schemes (greedy ones, like cot, stay greedy).")] = None,
     concurrency: Annotated[int, typer.Option(help="Questions worked on at once; a batching "
                                              "backend decodes them together.")] = 1,
     share_samples: Annotated[bool, typer.Option(
@@ -65,7 +67,8 @@ def eval_command(
     cfg = EvalConfig(task=task, schemes=specs, out=out_path, model=model,
                      model_args=parse_model_args(model_arg or []), split=split, data=data,
                      limit=limit, seeds=seeds, max_tokens=max_tokens, resume=resume,
-                     concurrency=concurrency, share_samples=share_samples)
+                     concurrency=concurrency, share_samples=share_samples,
+                     temperature=temperature)
     outcome = run_eval(cfg, command=command_line())
     err.print(f"{outcome.written} rows written, {outcome.resumed} already stored, "
               f"{outcome.planned} planned → {out_path}", markup=False)

@@ -62,6 +62,7 @@ class EvalConfig:
     resume: bool = False
     concurrency: int = 1
     share_samples: bool = False
+    temperature: float | None = None  # for sampled schemes; greedy ones stay greedy
 
     def __post_init__(self) -> None:
         if not self.schemes:
@@ -78,7 +79,11 @@ class EvalConfig:
             self.scheme(spec, 0)  # unknown names and bad settings fail now, in one line
 
     def scheme(self, spec: str, seed: int) -> Scheme:
-        return get_scheme(spec, seed=seed, max_tokens=self.max_tokens)
+        scheme = get_scheme(spec, seed=seed, max_tokens=self.max_tokens)
+        if self.temperature is None or scheme.config.temperature == 0:
+            return scheme  # (a temperature written in the spec wins over --temperature)
+        return get_scheme(spec, seed=seed, max_tokens=self.max_tokens,
+                          temperature=self.temperature)
 
     def seeds_for(self, spec: str) -> range:
         """Greedy schemes are deterministic: one run, stored as seed 0."""
@@ -89,6 +94,8 @@ class EvalConfig:
         settings: dict[str, Any] = {"max_tokens": self.max_tokens}
         if self.share_samples:  # changes which samples schemes see; absent in older files
             settings["share_samples"] = True
+        if self.temperature is not None:
+            settings["temperature"] = self.temperature
         return {"model": self.model, "model_args": dict(self.model_args), "task": self.task,
                 "split": self.split, "data": str(self.data.resolve()) if self.data else None,
                 "settings": settings, "limit": self.limit,
