@@ -18,6 +18,7 @@ from ponder.core.types import Completion, GenerationRequest, Message
 # script(prompt_text, sample_index) -> the full text the model "wants" to write
 Script = Callable[[str, int], str]
 _TOKEN = re.compile(r"\s*\S+|\s+$")
+ASSISTANT = "<|assistant|>\n"  # where the chat template hands over to the model
 
 
 def tokenize(text: str) -> list[str]:
@@ -56,7 +57,7 @@ class ScriptedModel:
     def render_chat(self, messages: Sequence[Message], *,
                     add_generation_prompt: bool = True) -> str:
         text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
-        return text + ("<|assistant|>\n" if add_generation_prompt else "")
+        return text + (ASSISTANT if add_generation_prompt else "")
 
     def count_tokens(self, text: str) -> int:
         return len(tokenize(text))
@@ -86,6 +87,11 @@ class ScriptedModel:
     ) -> Completion:
         p = req.params
         full = self._script(prompt, p.first_sample + i)  # the sample's number in its seed
+        # A raw prefix that already holds the start of the scripted answer (a tree scheme
+        # continuing a path) gets the rest of it, as a real model would continue.
+        written = prompt.rsplit(ASSISTANT, 1)[1] if req.prefix and ASSISTANT in prompt else ""
+        if written and full.startswith(written):
+            full = full[len(written):]
         stop_at, stop_string = len(full), None
         for s in p.stop:
             k = full.find(s)

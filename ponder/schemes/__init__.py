@@ -17,7 +17,18 @@ from ponder.core.errors import ConfigError, UnknownName
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, OnText, Scorer, ShouldStop
 from ponder.core.types import Result
-from ponder.schemes import adaptive, beam, best_of_n, cot, direct, self_consistency
+from ponder.schemes import (
+    adaptive,
+    aggregate,
+    beam,
+    best_of_n,
+    cot,
+    direct,
+    dvts,
+    mcts,
+    refine,
+    self_consistency,
+)
 from ponder.schemes.base import Run, SchemeConfig
 
 
@@ -38,6 +49,14 @@ SCHEMES: dict[str, Entry] = {
     "best-of-n": Entry(best_of_n.run, best_of_n.Config,
                        "N chains, scored; best or score-weighted vote"),
     "beam": Entry(beam.run, beam.Config, "step-level beam search guided by a step scorer"),
+    "dvts": Entry(dvts.run, dvts.Config,
+                  "diverse verifier tree search: n/expansions independent greedy step searches"),
+    "mcts": Entry(mcts.run, mcts.Config,
+                  "Monte Carlo tree search over steps (PUCT or UCT), scorer or rollout values"),
+    "refine": Entry(refine.run, refine.Config,
+                    "plan, judge, critique and revise the plan, then solve from it"),
+    "aggregate": Entry(aggregate.run, aggregate.Config,
+                       "N chains, scored; the k best merged into one solution"),
 }
 
 

@@ -21,10 +21,7 @@ from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, Scorer
 from ponder.core.types import Node, Result
 from ponder.schemes.base import Run
-from ponder.schemes.tree import Tree, TreeConfig
-from ponder.schemes.vote import record, tally
-
-SELECTIONS = ("best", "vote")
+from ponder.schemes.tree import Tree, TreeConfig, check_selection
 
 
 @dataclass
@@ -37,8 +34,7 @@ class Config(TreeConfig):
         super().__post_init__()
         if self.expansions < 1:
             raise ConfigError("expansions", self.expansions, "use 1 or more children per beam")
-        if self.selection not in SELECTIONS:
-            raise ConfigError("selection", self.selection, f"use one of {', '.join(SELECTIONS)}")
+        check_selection(self.selection)
 
 
 def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
@@ -60,13 +56,4 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
         beams = list(alive[: config.n])
         depth += 1
     r.trace.meta.update(depth=depth, completed=len(completed))
-    return _choose(tree, completed, [b for b in beams if b is not None], config.selection)
-
-
-def _choose(tree: Tree, completed: list[Node], beams: list[Node], selection: str) -> Result:
-    answered = [c for c in completed if c.answer is not None]
-    if selection == "vote" and answered:
-        ranked = tally(answered, tree.problem, weights=[c.value for c in answered])
-        tree.trace.meta["votes"] = record(answered, ranked)
-        return tree.finish_with(tree.best(ranked[0].nodes))
-    return tree.finish_with(tree.best(answered) or tree.best(completed) or tree.best(beams))
+    return tree.choose(completed, [b for b in beams if b is not None], config.selection)

@@ -29,6 +29,7 @@ from ponder.core.problem import Problem
 from ponder.core.protocols import Scorer
 from ponder.core.types import Completion, Node, Result
 from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.vote import record, tally
 
 
 def _mean(scores: Sequence[float]) -> float:
@@ -43,6 +44,16 @@ AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
     "prod": math.prod,
     "mean": _mean,
 }
+
+
+# How a search that found several answers picks one: the best path by value, or the answers'
+# values summed (weighted majority, search-and-learn's final aggregation).
+SELECTIONS = ("best", "vote")
+
+
+def check_selection(selection: str) -> None:
+    if selection not in SELECTIONS:
+        raise ConfigError("selection", selection, f"use one of {', '.join(SELECTIONS)}")
 
 
 @dataclass
@@ -75,7 +86,9 @@ class Tree:
         self.trace = run.trace
         self.prompt = run.model.render_chat(problem.messages)
         self.scorer = scorer if scorer is not None else default_scorer(config.scorer, run)
-        self.trace.meta.update(scorer=config.scorer, aggregate=config.aggregate)
+        name = config.scorer if scorer is None else getattr(scorer, "__name__",
+                                                              type(scorer).__name__)
+        self.trace.meta.update(scorer=name, aggregate=config.aggregate)
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -141,9 +154,25 @@ class Tree:
         """The highest value, the earliest among equals."""
         return max(nodes, key=lambda n: (n.value, -n.id), default=None)
 
+    def choose(self, completed: Sequence[Node], unfinished: Sequence[Node],
+               selection: str) -> Result:
+        """The result: among completed paths with an answer, the best by value ("best") or
+        the best path of the answer with the largest summed value ("vote"); else the best
+        completed path, else the best unfinished one (no answer: "length")."""
+        answered = [c for c in completed if c.answer is not None]
+        if selection == "vote" and answered:
+            ranked = tally(answered, self.problem, weights=[c.value for c in answered])
+            self.trace.meta["votes"] = record(answered, ranked)
+            return self.finish_with(self.best(ranked[0].nodes))
+        return self.finish_with(self.best(answered) or self.best(completed)
+                                or self.best(unfinished))
+
     def finish_with(self, leaf: Node | None) -> Result:
-        """The run's result for a chosen leaf (None: no path was found)."""
-        return self.run.finish(leaf, None if leaf is None else leaf.answer)
+        """The run's result for a chosen leaf (None: no path was found). A leaf the search
+        had to leave unfinished ends with "length", as a chain cut by max_tokens does."""
+        cut = leaf is not None and leaf.answer is None and not self.terminal(leaf)
+        return self.run.finish(leaf, None if leaf is None else leaf.answer,
+                               "length" if cut else None)
 
 
 def default_scorer(name: str, run: Run) -> Scorer:
