@@ -15,6 +15,7 @@ from rich.console import Console
 from ponder.core.errors import ConfigError, PonderError
 from ponder.eval.commands import eval_command, report_command
 from ponder.serve.commands import serve_command
+from ponder.trace_view import trace_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn a language model into a reasoning model.")
@@ -143,6 +144,7 @@ def models() -> None:
 app.command("eval")(eval_command)
 app.command("report")(report_command)
 app.command("serve")(serve_command)
+app.command("trace")(trace_command)
 
 
 def main(typer_app: typer.Typer = app) -> None:
