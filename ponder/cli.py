@@ -46,8 +46,9 @@ def solve(
     question: Annotated[str, typer.Argument(help="The question to think about.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Catalog name, .gguf path, hub id, "
                                        "or OpenAI-compatible URL#model.")] = "default",
-    scheme: Annotated[str | None, typer.Option("--scheme", "-s", help="cot, self-consistency, "
-                      "adaptive, best-of-n (name@N sets N). Default: from --effort.")] = None,
+    scheme: Annotated[str | None, typer.Option("--scheme", "-s", help="A scheme spec: name@N"
+                      ":key=value, e.g. self-consistency@8 or beam@4:scorer=judge (`ponder "
+                      "schemes` lists them). Default: from --effort.")] = None,
     n: Annotated[int | None, typer.Option("-n", help="Number of chains.")] = None,
     temperature: Annotated[float | None, typer.Option(help="0 = greedy.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Tokens per chain.")] = None,
@@ -61,8 +62,12 @@ def solve(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     trace: Annotated[Path | None, typer.Option(help="Write the reasoning trace to this JSON "
                                                "file.")] = None,
+    model_arg: Annotated[list[str] | None, typer.Option(
+        "--model-arg", help="key=value passed to the model backend (repeatable), e.g. "
+        "n_ctx=8192.")] = None,
 ) -> None:
     """Answer one question, thinking as hard as --effort or --scheme says."""
+    from ponder.eval.runner import parse_model_args
     from ponder.models.catalog import load_model
     from ponder.schemes import get_scheme
     from ponder.schemes.effort import effort as effort_level
@@ -83,7 +88,7 @@ def solve(
     generated = 0
 
     with err.status(f"loading {model}…", spinner="dots") as status:
-        lm = load_model(model)
+        lm = load_model(model, **parse_model_args(model_arg or []))
 
         def progress(_request: int, _sample: int, delta: str) -> None:
             nonlocal generated

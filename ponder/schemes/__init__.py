@@ -28,6 +28,7 @@ from ponder.schemes import (
     mcts,
     refine,
     self_consistency,
+    tot,
 )
 from ponder.schemes.base import Run, SchemeConfig
 
@@ -53,6 +54,8 @@ SCHEMES: dict[str, Entry] = {
                   "diverse verifier tree search: n/expansions independent greedy step searches"),
     "mcts": Entry(mcts.run, mcts.Config,
                   "Monte Carlo tree search over steps (PUCT or UCT), scorer or rollout values"),
+    "tot": Entry(tot.run, tot.Config,
+                 "Tree of Thoughts: propose steps, the model values states, BFS or DFS"),
     "refine": Entry(refine.run, refine.Config,
                     "plan, judge, critique and revise the plan, then solve from it"),
     "aggregate": Entry(aggregate.run, aggregate.Config,

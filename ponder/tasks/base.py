@@ -12,6 +12,7 @@ user message.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ def as_text(value: Any) -> str | None:
 
 def _same(question: str) -> str:
     return question
+
+
+def _bind(check: Callable[[str, str], bool] | None,
+          question: str) -> Callable[[str], bool] | None:
+    """A task's (question, text) check as the problem's text -> bool check."""
+    return None if check is None else functools.partial(check, question)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,10 @@ class Task:
     data_file: str | None = None  # the file's name in a data directory, e.g. gsm8k_test.jsonl
     path: Path | None = None  # where `load()` reads when given no source (jsonl_task sets it)
     hub: HubSource | None = None  # where `load()` reads otherwise
+    # Checks that need no gold answer, where the task has them (Game of 24 does), each taking
+    # (question, text): is this answer right? can these steps so far still succeed?
+    verify: Callable[[str, str], bool] | None = None
+    partial: Callable[[str, str], bool] | None = None
 
     # --- answers: what schemes and evaluation call ----------------------------------------------
 
@@ -90,9 +101,12 @@ class Task:
     def problem(self, item: Record | str) -> Problem:
         """What a scheme needs to solve one question (a record or a free-form question)."""
         record = item if isinstance(item, Record) else Record(id="", question=item, gold=None)
-        return Problem(question=record.question, messages=self.render(record.question),
+        question = record.question
+        return Problem(question=question, messages=self.render(question),
                        extract=self.rules.extract, key=self.rules.key,
-                       step_delimiter=self.step_delimiter, id=record.id or None, gold=record.gold)
+                       step_delimiter=self.step_delimiter,
+                       verify=_bind(self.verify, question), partial=_bind(self.partial, question),
+                       id=record.id or None, gold=record.gold)
 
     # --- data -----------------------------------------------------------------------------------
 
