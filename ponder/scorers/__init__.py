@@ -2,7 +2,8 @@
 
 A scorer may set `needs_logprobs = True` to have schemes ask the backend for token logprobs
 (passed back as `token_logprobs=`). The table maps names to factories taking the policy model,
-so a judge can reuse it.
+so a judge can reuse it. Scorers that load a model of their own are named `KIND:PATH`
+(`prm:/models/my-prm`, `orm:/models/my-orm`); their factories take the path as well.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ponder.core.errors import UnknownName
 from ponder.core.protocols import LanguageModel, Scorer
 from ponder.scorers.confidence import Confidence
 from ponder.scorers.judge import StepJudge
+from ponder.scorers.prm import PRMScorer
 from ponder.scorers.rule import RuleScorer
 
 SCORERS: dict[str, Callable[[LanguageModel], Scorer]] = {
@@ -21,8 +23,18 @@ SCORERS: dict[str, Callable[[LanguageModel], Scorer]] = {
     "rule": lambda model: RuleScorer(),
 }
 
+# `KIND:PATH` names: a trained reward model at PATH (a save_pretrained directory or a hub id).
+# torch and transformers are imported only when one is built (pip install 'ponder[prm]').
+PATH_SCORERS: dict[str, Callable[[str, LanguageModel], Scorer]] = {
+    "prm": lambda path, model: PRMScorer(path),  # format read off the model's config
+    "orm": lambda path, model: PRMScorer(path, format="sequence-classification"),
+}
+
 
 def get_scorer(name: str, model: LanguageModel) -> Scorer:
+    kind, colon, path = name.partition(":")
+    if colon and path and kind in PATH_SCORERS:
+        return PATH_SCORERS[kind](path, model)
     if name not in SCORERS:
-        raise UnknownName("scorer", name, SCORERS)
+        raise UnknownName("scorer", name, [*SCORERS, *(f"{kind}:PATH" for kind in PATH_SCORERS)])
     return SCORERS[name](model)
