@@ -48,7 +48,7 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
     prompt = model.render_chat(problem.messages)
     scores = scorer([prompt] * len(nodes), [c.text for c in completions],
                     token_logprobs=[c.token_logprobs for c in completions],
-                    answers=[node.answer for node in nodes])
+                    answers=[node.answer for node in nodes], problems=[problem] * len(nodes))
     for node, score in zip(nodes, scores, strict=True):
         node.score = score
     ranked = tally(nodes, problem, weights=[s or 0.0 for s in scores])
