@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from test_tree import Ledger
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
@@ -134,25 +135,10 @@ def test_bfs_batches_each_depth_into_one_call() -> None:
     assert all(r.params.n == 3 for r in values)
 
 
-class Ledger(ScriptedModel):
-    """Records, for each call, the tokens it may write and the tokens written before it."""
-
-    def __init__(self) -> None:
-        super().__init__(script)
-        self.used = 0
-        self.asks: list[tuple[int, int]] = []
-
-    def generate(self, requests, **kw):  # type: ignore[no-untyped-def]
-        self.asks.append((sum(r.params.n * r.params.max_tokens for r in requests), self.used))
-        out = super().generate(requests, **kw)
-        self.used += sum(c.completion_tokens for cs in out for c in cs)
-        return out
-
-
 @pytest.mark.parametrize("search", ["bfs", "dfs"])
 @pytest.mark.parametrize("budget", [10, 100, 400, 1000])
 def test_tot_never_starts_a_call_its_budget_cannot_finish(search: str, budget: int) -> None:
-    model = Ledger()
+    model = Ledger(script)
     result = solve(model, search=search, token_budget=budget, max_tokens=64, value_tokens=16)
     assert all(asked <= budget - before for asked, before in model.asks)
     assert result.usage.completion_tokens == model.used <= budget

@@ -8,7 +8,7 @@ every scheme has one best path to find: d0c3 -> d1c2 -> d2c1 -> \\boxed{7}.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -78,7 +78,7 @@ def test_beam_values_aggregate_step_scores() -> None:
 class Ledger(ScriptedModel):
     """Records, for each call, the tokens it may write and the tokens written before it."""
 
-    def __init__(self) -> None:
+    def __init__(self, script: Callable[[str, int], str] = script) -> None:
         super().__init__(script)
         self.used = 0
         self.asks: list[tuple[int, int]] = []

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, Scorer
-from ponder.core.types import Completion, Message, Node, Result
+from ponder.core.types import Message, Node, Result
 from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.best_of_n import score_chains
 
 INTRO = "Here are {k} candidate solutions to this problem. Some of them may be wrong."
 MERGE = ("Compare the candidates, find their mistakes, and write one correct solution, ending "
@@ -65,7 +66,7 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
     candidates = [r.add_chain(c, problem, kind="candidate") for c in completions]
     if not candidates:
         return r.finish(None, None)
-    score(scorer, problem, model, candidates, completions)
+    score_chains(scorer, problem, model, candidates, completions)
     ranked = sorted(candidates, key=rank)
     best, top = ranked[0], ranked[: config.k]
     r.trace.meta["candidates"] = len(candidates)
@@ -74,7 +75,7 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
 
     [c] = r.sample(merge_messages(problem, top), 1, logprobs=logprobs)
     merged = r.add_chain(c, problem, kind="merged", sources=[nd.id for nd in top])
-    score(scorer, problem, model, [merged], [c])
+    score_chains(scorer, problem, model, [merged], [c])
     # an unscorable merge loses to a scored candidate; against an unscorable one it stands
     beaten = best.score is not None and (merged.score is None or merged.score < best.score)
     keep = merged.answer is not None and not beaten
@@ -82,16 +83,6 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
     return r.finish(merged, merged.answer) if keep else r.finish(best, best.answer)
 
 
-def score(scorer: Scorer, problem: Problem, model: LanguageModel, nodes: list[Node],
-          completions: list[Completion]) -> None:
-    """Each chain's score as a solution of the problem (the problem's prompt, not the merge
-    prompt, is what the scorer sees)."""
-    prompt = model.render_chat(problem.messages)
-    scores = scorer([prompt] * len(nodes), [c.text for c in completions],
-                    token_logprobs=[c.token_logprobs for c in completions],
-                    answers=[nd.answer for nd in nodes], problems=[problem] * len(nodes))
-    for node, s in zip(nodes, scores, strict=True):
-        node.score = s
 
 
 def rank(node: Node) -> tuple[bool, bool, float, int]:

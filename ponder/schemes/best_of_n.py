@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, Scorer
-from ponder.core.types import Result
+from ponder.core.types import Completion, Node, Result
 from ponder.schemes.base import Run, SchemeConfig
 from ponder.schemes.vote import record, tally
 
@@ -45,12 +45,7 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
     nodes = [r.add_chain(c, problem) for c in completions]
     if not nodes:
         return r.finish(None, None)
-    prompt = model.render_chat(problem.messages)
-    scores = scorer([prompt] * len(nodes), [c.text for c in completions],
-                    token_logprobs=[c.token_logprobs for c in completions],
-                    answers=[node.answer for node in nodes], problems=[problem] * len(nodes))
-    for node, score in zip(nodes, scores, strict=True):
-        node.score = score
+    scores = score_chains(scorer, problem, model, nodes, completions)
     ranked = tally(nodes, problem, weights=[s or 0.0 for s in scores])
     r.trace.meta.update(votes=record(nodes, ranked), selection=config.selection)
     if config.selection == "plain":
@@ -60,3 +55,16 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
         return r.finish(nodes[0], None)
     best = max(ranked[0].nodes, key=lambda nd: nd.score or 0.0)
     return r.finish(best, ranked[0].answer)
+
+
+def score_chains(scorer: Scorer, problem: Problem, model: LanguageModel, nodes: list[Node],
+                 completions: list[Completion]) -> list[float | None]:
+    """Score whole chains as solutions of the problem (the scorer sees the problem's prompt)
+    and set each node's score."""
+    prompt = model.render_chat(problem.messages)
+    scores = scorer([prompt] * len(nodes), [c.text for c in completions],
+                    token_logprobs=[c.token_logprobs for c in completions],
+                    answers=[node.answer for node in nodes], problems=[problem] * len(nodes))
+    for node, score in zip(nodes, scores, strict=True):
+        node.score = score
+    return scores

@@ -46,6 +46,7 @@ def load_trainable(spec: str, *, dtype: str = "float32"
         from ponder.core.errors import ConfigError
         raise ConfigError("dtype", dtype, "use float32, bfloat16 or float16")
     gguf = _gguf_path(spec)
+    model: Any
     if gguf is None:
         try:
             tokenizer = AutoTokenizer.from_pretrained(spec)
