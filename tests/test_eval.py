@@ -395,3 +395,12 @@ def test_temperature_applies_to_sampled_schemes_only(tmp_path: Path) -> None:
     assert cfg.scheme("self-consistency@3", 1).config.temperature == 0.3
     assert cfg.scheme("self-consistency@2:temperature=0.9", 0).config.temperature == 0.9
     assert cfg.meta()["settings"] == {"max_tokens": None, "temperature": 0.3}
+
+
+def test_start_skips_questions_and_keeps_their_positions(tmp_path: Path) -> None:
+    cfg = config(tmp_path, schemes=("cot",), start=2, limit=3)
+    run_eval(cfg, progress=False)
+    rows = stored(cfg.out)
+    assert [r.position for r in rows] == [2, 3, 4]
+    assert [r.gold for r in rows] == GOLDS[2:5]
+    assert cfg.meta()["settings"] == {"max_tokens": None, "start": 2}

@@ -43,7 +43,9 @@ def eval_command(
                                        "--data).")] = "test",
     data: Annotated[Path | None, typer.Option(help="Local JSONL file, or a directory holding "
                                               "the task's file. Default: the hub copy.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Evaluate the first N questions.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate the first N questions (after "
+                                              "--start).")] = None,
+    start: Annotated[int, typer.Option(help="Skip the first N questions of the file.")] = 0,
     max_tokens: Annotated[int | None, typer.Option(help="Tokens per chain, for every "
                                                    "scheme.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run stored in --out "
@@ -66,7 +68,7 @@ def eval_command(
         raise ConfigError("schemes", schemes, "name at least one, e.g. cot,self-consistency@8")
     cfg = EvalConfig(task=task, schemes=specs, out=out_path, model=model,
                      model_args=parse_model_args(model_arg or []), split=split, data=data,
-                     limit=limit, seeds=seeds, max_tokens=max_tokens, resume=resume,
+                     limit=limit, start=start, seeds=seeds, max_tokens=max_tokens, resume=resume,
                      concurrency=concurrency, share_samples=share_samples,
                      temperature=temperature)
     outcome = run_eval(cfg, command=command_line())

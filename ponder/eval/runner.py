@@ -57,6 +57,7 @@ class EvalConfig:
     split: str = "test"
     data: Path | None = None
     limit: int | None = None
+    start: int = 0  # skip the first `start` questions (e.g. ToT's Game of 24 slice: 900-999)
     seeds: int = 1
     max_tokens: int | None = None
     resume: bool = False
@@ -73,6 +74,8 @@ class EvalConfig:
             raise ConfigError("seeds", self.seeds, "use a positive number of seeds")
         if self.concurrency < 1:
             raise ConfigError("concurrency", self.concurrency, "use 1 or more questions at once")
+        if self.start < 0:
+            raise ConfigError("start", self.start, "use 0 or a positive question index")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("limit", self.limit, "use a positive number of questions")
         for spec in self.schemes:
@@ -96,6 +99,8 @@ class EvalConfig:
             settings["share_samples"] = True
         if self.temperature is not None:
             settings["temperature"] = self.temperature
+        if self.start:  # which questions: part of the identity, absent in older files
+            settings["start"] = self.start
         return {"model": self.model, "model_args": dict(self.model_args), "task": self.task,
                 "split": self.split, "data": str(self.data.resolve()) if self.data else None,
                 "settings": settings, "limit": self.limit,
@@ -141,7 +146,8 @@ def load_records(cfg: EvalConfig, task: Task) -> list[Record]:
     if cfg.data is None and task.path is None and task.hub is not None \
             and task.hub.split != cfg.split:
         task = replace(task, hub=replace(task.hub, split=cfg.split))
-    records = task.load(cfg.data, limit=cfg.limit)
+    limit = None if cfg.limit is None else cfg.start + cfg.limit
+    records = task.load(cfg.data, limit=limit)[cfg.start:]
     if not records:
         raise DataError(f"task {task.name!r} has no questions in {cfg.data or 'its source'}")
     missing = [r.id for r in records if r.gold is None]
@@ -157,7 +163,7 @@ def load_records(cfg: EvalConfig, task: Task) -> list[Record]:
 def plan(cfg: EvalConfig, records: Sequence[Record]) -> list[Job]:
     """Every row of the grid, question-major."""
     return [Job(position, record, spec, seed)
-            for position, record in enumerate(records)
+            for position, record in enumerate(records, cfg.start)
             for spec in cfg.schemes
             for seed in cfg.seeds_for(spec)]
 
