@@ -6,6 +6,8 @@ A model spec is one of:
     once into a user cache (atomically, checked by size and sha256) and reused;
   * a local `.gguf` path;
   * a Hugging Face hub id, `org/repo` or `org/repo/file.gguf` (downloaded with huggingface_hub);
+  * a transformers model: a folder holding `config.json` (e.g. a student saved by `ponder
+    distill`), or `hf:FOLDER_OR_HUB_ID`, run by the transformers backend (needs torch);
   * an OpenAI-compatible base URL with the served model's name after `#`:
     `http://127.0.0.1:8000/v1#Qwen/Qwen2.5-7B-Instruct` (vLLM, SGLang, llama-server, Ollama);
   * `fake` — a scripted model for tests and demos.
@@ -184,6 +186,12 @@ def load_model(spec: str, **kwargs: Any) -> LanguageModel:
         from ponder.models.openai_http import OpenAIModel
         base_url, _, model_name = spec.partition("#")
         return OpenAIModel(base_url, model=model_name or None, **kwargs)
+    catalog = spec in EMBEDDED or spec in ALIASES  # a catalog name wins over a folder ./default
+    if spec.startswith("hf:") or (not catalog and (Path(spec).expanduser() / "config.json")
+                                  .is_file()):
+        from ponder.models.transformers_lm import TransformersModel
+        target = spec.removeprefix("hf:")
+        return TransformersModel(target, **{"name": target, **kwargs})
     return _load_gguf(_gguf_for(spec), name=spec, **kwargs)
 
 
@@ -199,7 +207,8 @@ def _gguf_for(spec: str) -> Path:
         return hub_gguf(spec.split("/")[0] + "/" + repo, filename or None)
     names = ", ".join(catalog_names())
     raise ModelNotFound(f"unknown model {spec!r}; use a catalog name ({names}), a .gguf path, "
-                        "a hub id org/repo, or an OpenAI-compatible URL#model")
+                        "a hub id org/repo, a transformers folder or hf:ID, or an "
+                        "OpenAI-compatible URL#model")
 
 
 def _load_gguf(path: Path, *, name: str, **kwargs: Any) -> LanguageModel:
