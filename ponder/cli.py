@@ -16,6 +16,7 @@ from ponder.core.errors import ConfigError, PonderError
 from ponder.eval.commands import eval_command, report_command
 from ponder.serve.commands import serve_command
 from ponder.trace_view import trace_command
+from ponder.train.distill import distill_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn a language model into a reasoning model.")
@@ -150,6 +151,7 @@ app.command("eval")(eval_command)
 app.command("report")(report_command)
 app.command("serve")(serve_command)
 app.command("trace")(trace_command)
+app.command("distill")(distill_command)
 
 
 def main(typer_app: typer.Typer = app) -> None:

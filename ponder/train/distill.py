@@ -1,0 +1,657 @@
+r"""Distillation by rejection sampling: a teacher thinks, its verified chains train a student.
+
+    ponder distill gsm8k --data ../shared/data/gsm8k_train.jsonl --limit 200 \
+        --teacher qwen-1.5b --scheme self-consistency@8 --keep 2 --student qwen-0.5b --out runs/d
+
+1. `collect`: the teacher (any LanguageModel) answers each training question with any scheme.
+   Every chain in the result's trace whose extracted answer `task.check`s against the gold
+   answer is a candidate — rejection sampling as in STaR (Zelikman et al. 2022, arXiv:2203.14465)
+   and RFT (Yuan et al. 2023, arXiv:2308.01825, which also keeps only *distinct* correct paths).
+   At most `keep` distinct chains per question are kept, each as one chat example: the task's
+   prompt (system + user) and the chain as the assistant's reply.
+2. `write_dataset`: the examples as JSONL (or Parquet), written atomically.
+3. `sft`: TRL's SFTTrainer on that chat data, full fine-tuning or LoRA (merged before saving),
+   loss on the assistant reply only, the student saved atomically with `save_pretrained`.
+
+Choices where the papers leave room:
+  * A "chain" is a whole-chain scheme's node (self-consistency, best-of-n, refine's execution,
+    aggregate's merge), or for step-tree schemes (beam, dvts, mcts, tot) the path of step texts
+    from the root to a node that holds an answer.
+  * Chains cut off by the token limit (finish_reason "length") are dropped even when their answer
+    checks: the student would learn never to stop.
+  * Duplicates are found on whitespace-normalised text. Among the distinct verified chains the
+    `prefer` rule picks: "shortest" (default; ties by sample order) or "first" (sample order, an
+    unbiased draw). Shortest because a small student on a short training context would otherwise
+    see long chains truncated before their answer, and because verbose teacher chains cost
+    inference tokens forever after.
+  * Loss on the assistant reply only, for any chat template: TRL 1.16's `assistant_only_loss`
+    needs `{% generation %}` markers, which it can patch in only for templates it knows (Qwen2.5's
+    exact text, Llama 3, ...; not SmolLM2's), so instead each example is given to TRL as a
+    conversational prompt-completion pair (prompt = system + user, completion = the reply).
+    TRL then masks every token of the templated prompt and trains on the reply and its
+    end-of-turn token (its `completion_only_loss`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ponder.core.errors import ConfigError, DataError, UnknownName
+from ponder.core.protocols import LanguageModel
+from ponder.core.types import Result, Trace
+
+if TYPE_CHECKING:
+    from ponder.schemes import Scheme
+    from ponder.tasks import Record, Task
+
+DATASET_FORMATS = (".jsonl", ".json", ".parquet")
+DEFAULT_LR = {False: 1e-5, True: 1e-4}  # full fine-tuning, LoRA
+
+
+# --- 1. collect: the teacher answers, the checker filters ----------------------------------------
+
+@dataclass(frozen=True)
+class Chain:
+    """One complete line of reasoning in a trace; `order` is its place in sampling order."""
+
+    text: str
+    answer: str | None
+    finish_reason: str | None
+    order: int
+
+    @property
+    def normalised(self) -> str:
+        return " ".join(self.text.split())
+
+
+def chains(trace: Trace) -> list[Chain]:
+    """Every node that holds an answer, as the chain that reached it (see the module docstring)."""
+    out = []
+    for node in trace.nodes:
+        if node.answer is None:
+            continue
+        if "depth" in node.meta:  # a step of a tree: the chain is its path from the root
+            text = "".join(trace.nodes[i].text for i in trace.path(node.id))
+        else:
+            text = node.text
+        out.append(Chain(text.strip(), node.answer, node.meta.get("finish_reason"), node.id))
+    return out
+
+
+def _shortest(candidates: list[Chain]) -> list[Chain]:
+    return sorted(candidates, key=lambda c: (len(c.normalised), c.order))
+
+
+def _first(candidates: list[Chain]) -> list[Chain]:
+    return sorted(candidates, key=lambda c: c.order)
+
+
+PREFER: dict[str, Callable[[list[Chain]], list[Chain]]] = {"shortest": _shortest, "first": _first}
+
+
+@dataclass
+class CollectStats:
+    """Counts over the questions collected: `chains` seen in traces, `verified` (answer checks),
+    `truncated` (verified but cut off, dropped), `duplicates` (dropped), `kept`, and `solved`:
+    the questions with at least one chain kept."""
+
+    problems: int = 0
+    chains: int = 0
+    verified: int = 0
+    truncated: int = 0
+    duplicates: int = 0
+    kept: int = 0
+    solved: int = 0
+
+    def __iadd__(self, other: CollectStats) -> CollectStats:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def line(self) -> str:
+        return (f"{self.problems} questions, {self.chains} chains, {self.verified} verified "
+                f"({self.truncated} cut off, {self.duplicates} duplicates dropped), "
+                f"{self.kept} kept from {self.solved} questions")
+
+
+def select(chains_: Sequence[Chain], gold: str, task: Task, *, keep: int,
+           prefer: str = "shortest") -> tuple[list[Chain], CollectStats]:
+    """The rejection-sampling filter: verified, complete, distinct, at most `keep`."""
+    verified = [c for c in chains_ if c.answer is not None and c.text
+                and task.check(c.answer, gold)]
+    complete = [c for c in verified if c.finish_reason != "length"]
+    distinct: dict[str, Chain] = {}
+    for c in complete:
+        distinct.setdefault(c.normalised, c)  # the first sampled of equal texts stays
+    kept = PREFER[prefer](list(distinct.values()))[:keep]
+    stats = CollectStats(problems=1, chains=len(chains_), verified=len(verified),
+                         truncated=len(verified) - len(complete),
+                         duplicates=len(complete) - len(distinct), kept=len(kept),
+                         solved=int(bool(kept)))
+    return kept, stats
+
+
+def collect_one(task: Task, record: Record, teacher: LanguageModel, scheme: Scheme, *,
+                keep: int, prefer: str = "shortest", spec: str | None = None
+                ) -> tuple[list[dict[str, Any]], CollectStats]:
+    """One question: the teacher's scheme run, filtered, as chat examples."""
+    if record.gold is None:
+        raise DataError(f"question {record.id!r} of {task.name!r} has no gold answer; "
+                        "distillation needs gold answers to check the teacher against")
+    problem = task.problem(record)
+    result: Result = scheme(problem, model=teacher)
+    kept, stats = select(chains(result.trace), record.gold, task, keep=keep, prefer=prefer)
+    prompt = [dict(m) for m in problem.messages]
+    examples = [{"messages": [*prompt, {"role": "assistant", "content": c.text}],
+                 "id": record.id, "answer": c.answer, "gold": record.gold,
+                 "teacher": teacher.name, "scheme": spec or scheme.name} for c in kept]
+    return examples, stats
+
+
+def collect(task: Task, records: Iterable[Record], teacher: LanguageModel, scheme_spec: str, *,
+            keep: int = 2, prefer: str = "shortest", seed: int | None = 0,
+            max_tokens: int | None = None,
+            on_problem: Callable[[Record, list[dict[str, Any]], CollectStats], None] | None = None,
+            ) -> tuple[list[dict[str, Any]], CollectStats]:
+    """The teacher answers every record with `scheme_spec`; returns the kept examples (each
+    `{"messages", "id", "answer", "gold", "teacher", "scheme"}`) and the summed counts.
+    `on_problem(record, examples, stats)` is called after each question (progress, journals)."""
+    scheme = make_scheme(scheme_spec, keep=keep, prefer=prefer, seed=seed, max_tokens=max_tokens)
+    examples: list[dict[str, Any]] = []
+    total = CollectStats()
+    for record in records:
+        kept, stats = collect_one(task, record, teacher, scheme, keep=keep, prefer=prefer,
+                                  spec=scheme_spec)
+        examples += kept
+        total += stats
+        if on_problem is not None:
+            on_problem(record, kept, stats)
+    return examples, total
+
+
+def make_scheme(spec: str, *, keep: int, prefer: str, seed: int | None,
+                max_tokens: int | None) -> Scheme:
+    """The teacher's scheme, after checking the filter's own settings."""
+    from ponder.schemes import get_scheme
+
+    if keep < 1:
+        raise ConfigError("keep", keep, "keep at least 1 chain per question")
+    if prefer not in PREFER:
+        raise UnknownName("prefer rule", prefer, PREFER)
+    return get_scheme(spec, seed=seed, max_tokens=max_tokens)
+
+
+# --- 2. the dataset file -------------------------------------------------------------------------
+
+def write_dataset(examples: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write examples as JSONL (`.jsonl`/`.json`, one object a line) or Parquet (`.parquet`), so
+    that a reader never sees half a file: a temporary file beside it, fsync, rename."""
+    path = Path(path)
+    if path.suffix not in DATASET_FORMATS:
+        raise ConfigError("dataset path", str(path),
+                          f"end it in one of {', '.join(DATASET_FORMATS)}")
+    rows = [dict(e) for e in examples]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if path.suffix == ".parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                pq.write_table(pa.Table.from_pylist(rows), fh)
+            else:
+                for row in rows:
+                    fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def read_dataset(path: str | Path) -> list[dict[str, Any]]:
+    """Examples from a file `write_dataset` wrote (or any chat JSONL/Parquet with `messages`
+    ending in an assistant reply); a bad row is a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no dataset file at {path}")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+    else:
+        from ponder.tasks import read_jsonl
+
+        rows = list(read_jsonl(path))
+    for number, row in enumerate(rows, 1):
+        messages = row.get("messages")
+        if not isinstance(messages, list) or len(messages) < 2 \
+                or not all(isinstance(m, dict) and {"role", "content"} <= set(m)
+                           for m in messages) \
+                or messages[-1]["role"] != "assistant":
+            raise DataError(f"{path} example {number} has no chat 'messages' list ending in an "
+                            "assistant reply; write it with `ponder distill --dataset-only`")
+    return rows
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- 3. sft: TRL's SFTTrainer, full or LoRA ------------------------------------------------------
+
+@dataclass
+class SFTOutcome:
+    out_dir: Path
+    examples: int  # trained on
+    dropped: int  # examples whose prompt alone filled max_length
+    steps: int
+    losses: list[float] = field(default_factory=list)  # one per optimizer step
+    seconds: float = 0.0
+    lora: bool = False
+
+
+def sft(student: Any, dataset_path: str | Path, out_dir: str | Path, *,
+        tokenizer: Any = None, lora: bool = False, lora_r: int = 16, lora_alpha: int = 32,
+        epochs: float = 1.0, lr: float | None = None, batch_size: int = 4,
+        grad_accum: int = 1, max_length: int = 1024, max_steps: int | None = None,
+        seed: int = 0, echo: Callable[[str], None] | None = None,
+        trainer_args: Mapping[str, Any] | None = None) -> SFTOutcome:
+    """Fine-tune `student` (a spec for `load_trainable`, or a model with its `tokenizer`) on the
+    chat examples at `dataset_path`; save the plain HF model and tokenizer into `out_dir`.
+
+    Loss is on the assistant reply only (module docstring). Loss and learning rate of every
+    step go to `out_dir/train_log.jsonl` and to `echo` (stderr by default). `lr` defaults to
+    1e-5 for full fine-tuning, 1e-4 for LoRA (rank `lora_r` on all linear layers; the adapter is
+    merged before saving). `trainer_args` override the SFTConfig settings made here (e.g.
+    `warmup_ratio`, `activation_checkpointing=True`).
+    Runs on the GPU where there is one, else CPU; under `accelerate launch` on every process,
+    with one process saving. The result appears in `out_dir` whole or not at all: training and
+    saving happen in `.<name>.partial` beside it, renamed into place at the end (an existing
+    `out_dir` is replaced)."""
+    from ponder.train.models import load_trainable, require_training
+
+    require_training()
+    _check_sft_args(lora_r=lora_r, epochs=epochs, lr=lr, batch_size=batch_size,
+                    grad_accum=grad_accum, max_length=max_length, max_steps=max_steps)
+    echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    out_dir = Path(out_dir)
+    if isinstance(student, str):
+        model, tokenizer = load_trainable(student)
+    elif tokenizer is None:
+        raise ConfigError("tokenizer", None, "pass the student's tokenizer with a model object")
+    else:
+        model = student
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("student", getattr(model, "name_or_path", "model"),
+                          "the student's tokenizer has no chat template; use an instruct model")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset, dropped = _prompt_completion(read_dataset(dataset_path), tokenizer, max_length)
+
+    work = out_dir.with_name(f".{out_dir.name}.partial")
+    trainer = _trainer(model, tokenizer, dataset, work, lora=lora, lora_r=lora_r,
+                       lora_alpha=lora_alpha, epochs=epochs,
+                       lr=lr if lr is not None else DEFAULT_LR[lora], batch_size=batch_size,
+                       grad_accum=grad_accum, max_length=max_length, max_steps=max_steps,
+                       seed=seed, echo=echo, trainer_args=trainer_args or {})
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    trained = trainer.model.merge_and_unload() if lora else trainer.model
+    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    outcome = SFTOutcome(out_dir, examples=len(dataset), dropped=dropped,
+                         steps=trainer.state.global_step, losses=losses, seconds=seconds,
+                         lora=lora)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(work / "_trainer", ignore_errors=True)
+        trained.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+        info = {"dataset": str(Path(dataset_path).resolve()), "lora": lora, "lora_r": lora_r,
+                "lora_alpha": lora_alpha, "epochs": epochs, "lr": trainer.args.learning_rate,
+                "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length,
+                "max_steps": max_steps, "seed": seed, "examples": len(dataset),
+                "dropped": dropped, "steps": outcome.steps, "losses": losses,
+                "seconds": round(seconds, 2)}
+        (work / "distill.json").write_text(json.dumps(info, indent=1) + "\n")
+        _publish(work, out_dir)
+    trainer.accelerator.wait_for_everyone()
+    return outcome
+
+
+def _check_sft_args(*, lora_r: int, epochs: float, lr: float | None, batch_size: int,
+                    grad_accum: int, max_length: int, max_steps: int | None) -> None:
+    checks = [("lora_r", lora_r, lora_r >= 1, "use a rank of at least 1"),
+              ("epochs", epochs, epochs > 0, "use a positive number of epochs"),
+              ("lr", lr, lr is None or lr > 0, "use a positive learning rate"),
+              ("batch_size", batch_size, batch_size >= 1, "use at least 1"),
+              ("grad_accum", grad_accum, grad_accum >= 1, "use at least 1"),
+              ("max_length", max_length, max_length >= 8, "use at least 8 tokens"),
+              ("max_steps", max_steps, max_steps is None or max_steps >= 1,
+               "use at least 1, or leave it unset to train for --epochs")]
+    for name, value, ok, fix in checks:
+        if not ok:
+            raise ConfigError(name, value, fix)
+
+
+def _prompt_completion(rows: Sequence[Mapping[str, Any]], tokenizer: Any,
+                       max_length: int) -> tuple[Any, int]:
+    """Chat examples as TRL conversational prompt-completion pairs, dropping those whose prompt
+    alone fills `max_length` (no reply token would be left to learn from). Replies longer than
+    the rest are truncated at the end, as TRL does."""
+    from datasets import Dataset
+
+    pairs, dropped = [], 0
+    for row in rows:
+        *prompt, reply = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if isinstance(ids, Mapping) else ids
+        if len(ids) >= max_length:
+            dropped += 1
+            continue
+        pairs.append({"prompt": prompt, "completion": [reply]})
+    if not pairs:
+        raise DataError(f"no example left to train on ({len(rows)} in the dataset, {dropped} "
+                        f"with prompts of max_length={max_length} tokens or more); raise "
+                        "--max-length or collect more examples")
+    return Dataset.from_list(pairs), dropped
+
+
+def _trainer(model: Any, tokenizer: Any, dataset: Any, work: Path, *, lora: bool, lora_r: int,
+             lora_alpha: int, epochs: float, lr: float, batch_size: int, grad_accum: int,
+             max_length: int, max_steps: int | None, seed: int,
+             echo: Callable[[str], None], trainer_args: Mapping[str, Any]) -> Any:
+    import torch
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    if int(os.environ.get("RANK", "0")) == 0:  # one process prepares the folder (and saves)
+        shutil.rmtree(work, ignore_errors=True)  # what a killed run left
+    work.mkdir(parents=True, exist_ok=True)
+    cuda = torch.cuda.is_available()
+    settings: dict[str, Any] = dict(
+        output_dir=str(work / "_trainer"), use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(), activation_checkpointing=False,
+        num_train_epochs=epochs, max_steps=max_steps if max_steps is not None else -1,
+        learning_rate=lr, per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum, max_length=max_length,
+        completion_only_loss=True, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, seed=seed, data_seed=seed)
+    args = SFTConfig(**{**settings, **trainer_args})
+    peft_config = None
+    if lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
+                         processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[_step_log(work / "train_log.jsonl", echo)])
+    for noisy in (PrinterCallback, ProgressCallback):  # our callback prints one line a step
+        trainer.remove_callback(noisy)
+    return trainer
+
+
+def _step_log(path: Path, echo: Callable[[str], None]) -> Any:
+    """A callback that appends every log (loss each step, then the run's summary) to a JSONL
+    file, flushed as it goes so a killed run keeps its curve, and echoes one line a step."""
+    from transformers import TrainerCallback
+
+    class StepLog(TrainerCallback):
+        last_step = time.perf_counter()
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.last_step = time.perf_counter()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **kwargs: Any) -> None:
+            if not logs or not state.is_world_process_zero:
+                return
+            row = {"step": state.global_step, "epoch": state.epoch,
+                   **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
+            if "loss" in logs:
+                now = time.perf_counter()
+                row["seconds"] = round(now - self.last_step, 3)
+                self.last_step = now
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+            if "loss" in logs:
+                echo(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
+                     f"lr {logs.get('learning_rate', 0.0):.2e}  "
+                     f"grad_norm {logs.get('grad_norm', float('nan')):.3g}  "
+                     f"({row['seconds']:.1f} s)")
+
+    return StepLog()
+
+
+def _publish(work: Path, out_dir: Path) -> None:
+    """Move a finished folder into place, replacing an older one; `out_dir` is never half
+    written (between the two renames it is briefly absent)."""
+    for file in work.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(work, out_dir)
+    _fsync_dir(out_dir.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --- resumable collection: a journal of finished questions ---------------------------------------
+
+class Journal:
+    """`collect.jsonl` in the output folder: a header line naming what is collected, then one
+    line per finished question (`{"id", "stats", "examples"}`), appended and fsynced as each
+    question finishes. A kill loses at most the question in flight; a torn last line is cut off
+    when the journal is next opened. `dataset.jsonl` is rebuilt from it, atomically."""
+
+    def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
+        self.path = path
+        self.header = dict(header)
+        self.done: dict[str, tuple[list[dict[str, Any]], CollectStats]] = {}
+        raw = path.read_bytes() if path.exists() else b""
+        whole = raw[: raw.rfind(b"\n") + 1]  # bytes after the last newline: a torn line
+        lines = whole.decode("utf-8").splitlines()
+        if not lines:
+            write_text_atomic(path, json.dumps(self.header) + "\n")
+            return
+        if len(whole) < len(raw):
+            with path.open("r+b") as fh:
+                fh.truncate(len(whole))
+        self._check_header(lines[0])
+        for number, line in enumerate(lines[1:], 2):
+            try:
+                entry = json.loads(line)
+                self.done[entry["id"]] = (entry["examples"], CollectStats(**entry["stats"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise DataError(f"{path}:{number} is not a journal line ({e}); delete the file "
+                                "to collect again") from None
+
+    def _check_header(self, line: str) -> None:
+        try:
+            found = json.loads(line)
+        except json.JSONDecodeError:
+            found = None
+        if found != self.header:
+            diff = sorted(k for k in self.header if not isinstance(found, dict)
+                          or found.get(k) != self.header[k])
+            raise ConfigError("out", str(self.path.parent),
+                              f"it holds a collection with other settings ({', '.join(diff)}); "
+                              "use the same settings to resume, or another --out")
+
+    def add(self, record_id: str, examples: list[dict[str, Any]], stats: CollectStats) -> None:
+        line = json.dumps({"id": record_id, "stats": stats.to_dict(), "examples": examples},
+                          ensure_ascii=False) + "\n"
+        with self.path.open("ab") as fh:
+            fh.write(line.encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.done[record_id] = (examples, stats)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+def distill_command(
+    task: Annotated[str, typer.Argument(help="Task name: gsm8k, math500, game24, ...")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: collect.jsonl "
+                                      "(journal), dataset.jsonl, student/.")],
+    data: Annotated[Path | None, typer.Option(help="Training questions: a JSONL file, e.g. "
+                                              "gsm8k_train.jsonl. Default: the hub copy's "
+                                              "--split.")] = None,
+    split: Annotated[str, typer.Option(help="Hub split when --data is not given.")] = "train",
+    limit: Annotated[int | None, typer.Option(help="Use the first N questions.")] = None,
+    teacher: Annotated[str, typer.Option(help="Teacher model: catalog name, .gguf path, hub "
+                                         "id, URL#model, or fake.")] = "qwen-1.5b",
+    teacher_arg: Annotated[list[str] | None, typer.Option(
+        "--teacher-arg", help="key=value for the teacher's backend (repeatable), e.g. "
+        "n_ctx=8192.")] = None,
+    scheme: Annotated[str, typer.Option(help="The teacher's scheme spec; every chain in its "
+                                        "trace is a candidate.")] = "self-consistency@8",
+    keep: Annotated[int, typer.Option(help="Distinct verified chains kept per question.")] = 2,
+    prefer: Annotated[str, typer.Option(help="Which verified chains to keep: shortest or "
+                                        "first (sample order).")] = "shortest",
+    max_tokens: Annotated[int | None, typer.Option(help="Teacher tokens per chain.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling and training seed.")] = 0,
+    student: Annotated[str, typer.Option(help="Student: catalog name, .gguf path, "
+                                         "save_pretrained folder or hub id.")] = "default",
+    lora: Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (merged into the "
+                                       "saved student) instead of every weight.")] = False,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    epochs: Annotated[float, typer.Option(help="Passes over the dataset.")] = 1.0,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default 1e-5, LoRA "
+                                             "1e-4).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per device per step.")] = 4,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    max_length: Annotated[int, typer.Option(help="Tokens per training example (prompt + "
+                                            "reply; longer replies are cut).")] = 1024,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
+    dataset_only: Annotated[bool, typer.Option("--dataset-only", help="Collect and write "
+                                               "dataset.jsonl; do not train.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing "
+                                            "OUT/student.")] = False,
+) -> None:
+    """Distil a teacher's verified reasoning into a student: collect, filter, fine-tune."""
+    from ponder.eval.runner import parse_model_args
+    from ponder.tasks import get_task
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    chosen = get_task(task)
+    records = training_records(chosen, data, split, limit)
+    teacher_args = parse_model_args(teacher_arg or [])
+    spec = make_scheme(scheme, keep=keep, prefer=prefer, seed=seed, max_tokens=max_tokens)
+    student_dir = out / "student"
+    if not dataset_only:
+        _check_sft_args(lora_r=lora_r, epochs=epochs, lr=lr, batch_size=batch_size,
+                        grad_accum=grad_accum, max_length=max_length, max_steps=max_steps)
+        if student_dir.exists() and not overwrite:
+            raise ConfigError("out", str(out), f"{student_dir} exists; pass --overwrite to "
+                              "train it again, or use another --out")
+    header = {"task": chosen.name, "data": str(data.resolve()) if data else None,
+              "split": None if data else split, "teacher": teacher, "teacher_args": teacher_args,
+              "scheme": scheme, "keep": keep, "prefer": prefer, "max_tokens": max_tokens,
+              "seed": seed}
+    journal = Journal(out / "collect.jsonl", header)
+    todo = [r for r in records if r.id not in journal.done]
+    dataset = out / "dataset.jsonl"
+    parallel = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if parallel and (todo or not dataset.exists()):
+        raise ConfigError("out", str(out), "collect in one process first (the same command "
+                          "with --dataset-only), then train under accelerate launch")
+    if todo:
+        from ponder.models.catalog import load_model
+
+        say(f"teacher {teacher} on {len(todo)} questions ({len(records) - len(todo)} already "
+            f"in {journal.path})")
+        model = load_model(teacher, **teacher_args)
+        try:
+            for position, record in enumerate(todo, len(records) - len(todo) + 1):
+                kept, stats = collect_one(chosen, record, model, spec, keep=keep, prefer=prefer,
+                                          spec=scheme)
+                journal.add(record.id, kept, stats)
+                say(f"[{position}/{len(records)}] {record.id}: {stats.verified}/"
+                    f"{stats.chains} chains verified, {stats.kept} kept")
+        finally:
+            model.close()
+    examples = [e for r in records for e in journal.done[r.id][0]]
+    total = CollectStats()
+    for record in records:
+        total += journal.done[record.id][1]
+    if not parallel:
+        write_dataset(examples, dataset)
+    say(f"collected: {total.line()} → {dataset}")
+    if dataset_only:
+        return
+    if not examples:
+        raise DataError(f"no teacher chain checked on any of the {len(records)} questions; "
+                        "nothing to train on (try more samples, another scheme or teacher)")
+    outcome = sft(student, dataset, student_dir, lora=lora, lora_r=lora_r, lora_alpha=2 * lora_r,
+                  epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+                  max_length=max_length, max_steps=max_steps, seed=seed, echo=say)
+    last = f", last loss {outcome.losses[-1]:.4f}" if outcome.losses else ""
+    say(f"student: {outcome.steps} steps on {outcome.examples} examples ({outcome.dropped} "
+        f"dropped as too long){last}, {outcome.seconds:.0f} s → {student_dir}")
+
+
+def training_records(task: Task, data: Path | None, split: str,
+                     limit: int | None) -> list[Record]:
+    """The questions to distil on, with gold answers and unique ids."""
+    from dataclasses import replace
+
+    if limit is not None and limit < 1:
+        raise ConfigError("limit", limit, "use a positive number of questions")
+    if data is not None and data.is_dir():  # a directory would resolve to the test file
+        raise ConfigError("data", str(data), "give the training JSONL file itself, e.g. "
+                          "data/gsm8k_train.jsonl")
+    if data is None and task.path is None and task.hub is not None:
+        task = replace(task, hub=replace(task.hub, split=split))
+    records = task.load(data, limit=limit)
+    if not records:
+        raise DataError(f"task {task.name!r} has no questions in {data or 'its source'}")
+    missing = [r.id for r in records if r.gold is None]
+    if missing:
+        raise DataError(f"{len(missing)} questions have no gold answer (first: {missing[0]}); "
+                        "distillation checks the teacher against gold answers")
+    if len({r.id for r in records}) != len(records):
+        raise DataError(f"task {task.name!r} has duplicate question ids; ids must be unique")
+    return records
