@@ -30,10 +30,9 @@ from ponder.train.distill import (  # noqa: E402
     Journal,
     collect,
     distill_command,
-    read_dataset,
-    sft,
     write_dataset,
 )
+from ponder.train.sft import read_dataset, sft  # noqa: E402
 
 GSM8K = get_task("gsm8k")
 CLIPS = "Natalia sold 48 clips in April and half as many in May. How many in all?"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Issue 3's measurement: GSM8K test, first 200 questions, the embedded default model, six schemes,
+# two seeds. Resumable: run it again (same command) to continue after a kill or a reboot.
+#
+# --share-samples: the sampled schemes of a question and seed draw from one pool of seeded
+#   samples (docs/eval.md), so the grid generates 16 chains per question and seed, not up to 52.
+# --concurrency 6 with n_seq_max=32: six questions decode together (a question's schemes add
+#   samples 4, 4, then 8 at a time, which alone would leave most of a batch empty).
+# n_ctx=1024: a GSM8K prompt (< 250 tokens) plus a 512-token chain fits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-runs/gsm8k_test200.db}
+resume=$([[ -s $out ]] && echo --resume || true)
+uptime
+.venv/bin/ponder eval gsm8k --split test --data ../shared/data/gsm8k_test.jsonl --limit 200 \
+  --model default --model-arg n_seq_max=32 --model-arg n_ctx=1024 \
+  --schemes cot,self-consistency@4,self-consistency@8,self-consistency@16,adaptive@16,best-of-n@8 \
+  --seeds 2 --max-tokens 512 --share-samples --concurrency 6 --out "$out" $resume
+uptime
+.venv/bin/ponder report "$out" --markdown --plot docs/results/gsm8k_test200.png

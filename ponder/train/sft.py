@@ -1,0 +1,294 @@
+"""Supervised fine-tuning with TRL's SFTTrainer: full or LoRA, loss on the assistant reply only.
+
+    outcome = sft("qwen-0.5b", "runs/d/dataset.jsonl", "runs/d/student", lora=True)
+
+Holds `sft` (train a student on chat examples, save it whole or not at all), `SFTOutcome` (what
+it did), `check_sft_args` (its settings, checked before any work) and `read_dataset` (the chat
+examples it trains on, checked; `ponder.train.distill` collects and writes them). Then helpers
+other trainers (GRPO, PRM) can share: `step_log_callback` (a Trainer callback appending every log
+to a JSONL file and echoing one line a step), `publish_folder` (move a finished model folder into
+place atomically), `write_text_atomic` and `fsync_dir`.
+
+Choices where TRL leaves room:
+  * Loss on the assistant reply only, for any chat template: TRL 1.16's `assistant_only_loss`
+    needs `{% generation %}` markers, which it can patch in only for templates it knows (Qwen2.5's
+    exact text, Llama 3, ...; not SmolLM2's), so instead each example is given to TRL as a
+    conversational prompt-completion pair (prompt = system + user, completion = the reply).
+    TRL then masks every token of the templated prompt and trains on the reply and its
+    end-of-turn token (its `completion_only_loss`).
+  * LoRA (rank `lora_r` on all linear layers) is merged into the weights before saving, so the
+    saved student is a plain model that loads without peft.
+
+Nothing here imports torch, transformers or TRL at module import; `sft` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ponder.core.errors import ConfigError, DataError
+
+DEFAULT_LR = {False: 1e-5, True: 1e-4}  # full fine-tuning, LoRA
+
+
+@dataclass
+class SFTOutcome:
+    out_dir: Path
+    examples: int  # trained on
+    dropped: int  # examples whose prompt alone filled max_length
+    steps: int
+    losses: list[float] = field(default_factory=list)  # one per optimizer step
+    seconds: float = 0.0
+    lora: bool = False
+
+
+def sft(student: Any, dataset_path: str | Path, out_dir: str | Path, *,
+        tokenizer: Any = None, lora: bool = False, lora_r: int = 16, lora_alpha: int = 32,
+        epochs: float = 1.0, lr: float | None = None, batch_size: int = 4,
+        grad_accum: int = 1, max_length: int = 1024, max_steps: int | None = None,
+        seed: int = 0, echo: Callable[[str], None] | None = None,
+        trainer_args: Mapping[str, Any] | None = None) -> SFTOutcome:
+    """Fine-tune `student` (a spec for `load_trainable`, or a model with its `tokenizer`) on the
+    chat examples at `dataset_path`; save the plain HF model and tokenizer into `out_dir`.
+
+    Loss is on the assistant reply only (module docstring). Loss and learning rate of every
+    step go to `out_dir/train_log.jsonl` and to `echo` (stderr by default). `lr` defaults to
+    1e-5 for full fine-tuning, 1e-4 for LoRA (rank `lora_r` on all linear layers; the adapter is
+    merged before saving). `trainer_args` override the SFTConfig settings made here (e.g.
+    `warmup_ratio`, `activation_checkpointing=True`).
+    Runs on the GPU where there is one, else CPU; under `accelerate launch` on every process,
+    with one process saving. The result appears in `out_dir` whole or not at all: training and
+    saving happen in `.<name>.partial` beside it, renamed into place at the end (an existing
+    `out_dir` is replaced)."""
+    from ponder.train.models import load_trainable, require_training
+
+    require_training()
+    check_sft_args(lora_r=lora_r, epochs=epochs, lr=lr, batch_size=batch_size,
+                    grad_accum=grad_accum, max_length=max_length, max_steps=max_steps)
+    echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    out_dir = Path(out_dir)
+    if isinstance(student, str):
+        model, tokenizer = load_trainable(student)
+    elif tokenizer is None:
+        raise ConfigError("tokenizer", None, "pass the student's tokenizer with a model object")
+    else:
+        model = student
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("student", getattr(model, "name_or_path", "model"),
+                          "the student's tokenizer has no chat template; use an instruct model")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset, dropped = _prompt_completion(read_dataset(dataset_path), tokenizer, max_length)
+
+    work = out_dir.with_name(f".{out_dir.name}.partial")
+    trainer = _trainer(model, tokenizer, dataset, work, lora=lora, lora_r=lora_r,
+                       lora_alpha=lora_alpha, epochs=epochs,
+                       lr=lr if lr is not None else DEFAULT_LR[lora], batch_size=batch_size,
+                       grad_accum=grad_accum, max_length=max_length, max_steps=max_steps,
+                       seed=seed, echo=echo, trainer_args=trainer_args or {})
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    trained = trainer.model.merge_and_unload() if lora else trainer.model
+    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    outcome = SFTOutcome(out_dir, examples=len(dataset), dropped=dropped,
+                         steps=trainer.state.global_step, losses=losses, seconds=seconds,
+                         lora=lora)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(work / "_trainer", ignore_errors=True)
+        trained.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+        info = {"dataset": str(Path(dataset_path).resolve()), "lora": lora, "lora_r": lora_r,
+                "lora_alpha": lora_alpha, "epochs": epochs, "lr": trainer.args.learning_rate,
+                "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length,
+                "max_steps": max_steps, "seed": seed, "examples": len(dataset),
+                "dropped": dropped, "steps": outcome.steps, "losses": losses,
+                "seconds": round(seconds, 2)}
+        (work / "distill.json").write_text(json.dumps(info, indent=1) + "\n")
+        publish_folder(work, out_dir)
+    trainer.accelerator.wait_for_everyone()
+    return outcome
+
+
+def check_sft_args(*, lora_r: int, epochs: float, lr: float | None, batch_size: int,
+                   grad_accum: int, max_length: int, max_steps: int | None) -> None:
+    """`sft`'s settings, checked before any work (the command checks them before collecting)."""
+    checks = [("lora_r", lora_r, lora_r >= 1, "use a rank of at least 1"),
+              ("epochs", epochs, epochs > 0, "use a positive number of epochs"),
+              ("lr", lr, lr is None or lr > 0, "use a positive learning rate"),
+              ("batch_size", batch_size, batch_size >= 1, "use at least 1"),
+              ("grad_accum", grad_accum, grad_accum >= 1, "use at least 1"),
+              ("max_length", max_length, max_length >= 8, "use at least 8 tokens"),
+              ("max_steps", max_steps, max_steps is None or max_steps >= 1,
+               "use at least 1, or leave it unset to train for --epochs")]
+    for name, value, ok, fix in checks:
+        if not ok:
+            raise ConfigError(name, value, fix)
+
+
+def read_dataset(path: str | Path) -> list[dict[str, Any]]:
+    """Examples from a file `ponder.train.distill.write_dataset` wrote (or any chat
+    JSONL/Parquet with `messages` ending in an assistant reply); a bad row is a one-line
+    DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no dataset file at {path}")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+    else:
+        from ponder.tasks import read_jsonl
+
+        rows = list(read_jsonl(path))
+    for number, row in enumerate(rows, 1):
+        messages = row.get("messages")
+        if not isinstance(messages, list) or len(messages) < 2 \
+                or not all(isinstance(m, dict) and {"role", "content"} <= set(m)
+                           for m in messages) \
+                or messages[-1]["role"] != "assistant":
+            raise DataError(f"{path} example {number} has no chat 'messages' list ending in an "
+                            "assistant reply; write it with `ponder distill --dataset-only`")
+    return rows
+
+
+def _prompt_completion(rows: Sequence[Mapping[str, Any]], tokenizer: Any,
+                       max_length: int) -> tuple[Any, int]:
+    """Chat examples as TRL conversational prompt-completion pairs, dropping those whose prompt
+    alone fills `max_length` (no reply token would be left to learn from). Replies longer than
+    the rest are truncated at the end, as TRL does."""
+    from datasets import Dataset
+
+    pairs, dropped = [], 0
+    for row in rows:
+        *prompt, reply = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if isinstance(ids, Mapping) else ids
+        if len(ids) >= max_length:
+            dropped += 1
+            continue
+        pairs.append({"prompt": prompt, "completion": [reply]})
+    if not pairs:
+        raise DataError(f"no example left to train on ({len(rows)} in the dataset, {dropped} "
+                        f"with prompts of max_length={max_length} tokens or more); raise "
+                        "--max-length or collect more examples")
+    return Dataset.from_list(pairs), dropped
+
+
+def _trainer(model: Any, tokenizer: Any, dataset: Any, work: Path, *, lora: bool, lora_r: int,
+             lora_alpha: int, epochs: float, lr: float, batch_size: int, grad_accum: int,
+             max_length: int, max_steps: int | None, seed: int,
+             echo: Callable[[str], None], trainer_args: Mapping[str, Any]) -> Any:
+    import torch
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    if int(os.environ.get("RANK", "0")) == 0:  # one process prepares the folder (and saves)
+        shutil.rmtree(work, ignore_errors=True)  # what a killed run left
+    work.mkdir(parents=True, exist_ok=True)
+    cuda = torch.cuda.is_available()
+    settings: dict[str, Any] = dict(
+        output_dir=str(work / "_trainer"), use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(), activation_checkpointing=False,
+        num_train_epochs=epochs, max_steps=max_steps if max_steps is not None else -1,
+        learning_rate=lr, per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum, max_length=max_length,
+        completion_only_loss=True, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, seed=seed, data_seed=seed)
+    args = SFTConfig(**{**settings, **trainer_args})
+    peft_config = None
+    if lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
+                         processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[step_log_callback(work / "train_log.jsonl", echo)])
+    for noisy in (PrinterCallback, ProgressCallback):  # our callback prints one line a step
+        trainer.remove_callback(noisy)
+    return trainer
+
+
+# --- helpers other trainers share -------------------------------------------------------------
+
+def step_log_callback(path: Path, echo: Callable[[str], None]) -> Any:
+    """A callback that appends every log (loss each step, then the run's summary) to a JSONL
+    file, flushed as it goes so a killed run keeps its curve, and echoes one line a step."""
+    from transformers import TrainerCallback
+
+    class StepLog(TrainerCallback):
+        last_step = time.perf_counter()
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.last_step = time.perf_counter()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **kwargs: Any) -> None:
+            if not logs or not state.is_world_process_zero:
+                return
+            row = {"step": state.global_step, "epoch": state.epoch,
+                   **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
+            if "loss" in logs:
+                now = time.perf_counter()
+                row["seconds"] = round(now - self.last_step, 3)
+                self.last_step = now
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+            if "loss" in logs:
+                echo(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
+                     f"lr {logs.get('learning_rate', 0.0):.2e}  "
+                     f"grad_norm {logs.get('grad_norm', float('nan')):.3g}  "
+                     f"({row['seconds']:.1f} s)")
+
+    return StepLog()
+
+
+def publish_folder(work: Path, out_dir: Path) -> None:
+    """Move a finished folder into place, replacing an older one; `out_dir` is never half
+    written (between the two renames it is briefly absent). Train and save into
+    `.<name>.partial` beside `out_dir`, then call this."""
+    for file in work.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(work, out_dir)
+    fsync_dir(out_dir.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file whole or not at all: a temporary file beside it, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the renames in a folder durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
