@@ -239,3 +239,11 @@ def test_direct_answers_without_reasoning() -> None:
     assert request.messages is not None
     assert "final answer" in request.messages[0]["content"]
     assert request.messages[-1]["content"] == "What is 6 * 7?"
+
+
+def test_spec_values_may_hold_colons() -> None:
+    from ponder.schemes import parse_spec
+    assert parse_spec("beam@4:scorer=prm:runs/prm/final:aggregate=min") == (
+        "beam", 4, {"scorer": "prm:runs/prm/final", "aggregate": "min"})
+    with pytest.raises(ConfigError):
+        parse_spec("beam@4:scorer")

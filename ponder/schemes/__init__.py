@@ -9,6 +9,7 @@ their main width); values are read as JSON where they parse (numbers, true/false
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -77,7 +78,11 @@ class Scheme:
 
 def parse_spec(spec: str) -> tuple[str, int | None, dict[str, Any]]:
     """'self-consistency@8:temperature=0.3' -> ('self-consistency', 8, {'temperature': 0.3})."""
-    head, *pairs = spec.strip().split(":")
+    # Split only before `key=`, so values may hold colons: beam@4:scorer=prm:runs/prm/final.
+    head, *pairs = re.split(r":(?=[A-Za-z_]\w*=)", spec.strip())
+    if ":" in head:  # a setting without a key, "cot:=3" or "cot:3"
+        raise ConfigError("scheme", spec, "write settings as name@N:key=value, e.g. "
+                          "self-consistency@8:temperature=0.3")
     name, at, count = head.partition("@")
     if at and (not count.isdigit() or int(count) < 1):
         raise ConfigError("scheme", spec, "write name@N with N a positive integer, e.g. "
