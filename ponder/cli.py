@@ -17,6 +17,7 @@ from ponder.eval.commands import eval_command, report_command
 from ponder.serve.commands import serve_command
 from ponder.trace_view import trace_command
 from ponder.train.distill import distill_command
+from ponder.train.grpo import grpo_command
 from ponder.train.prm import prm_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -155,6 +156,7 @@ app.command("trace")(trace_command)
 app.command("distill")(distill_command)
 train_app = typer.Typer(no_args_is_help=True, help="Train reasoning models and reward models.")
 app.add_typer(train_app, name="train")
+train_app.command("grpo")(grpo_command)
 train_app.command("prm")(prm_command)
 
 

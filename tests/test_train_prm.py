@@ -27,15 +27,12 @@ from ponder.schemes import get_scheme  # noqa: E402
 from ponder.scorers import get_scorer  # noqa: E402
 from ponder.scorers.prm import PRMScorer  # noqa: E402
 from ponder.tasks import Record, get_task  # noqa: E402
-from ponder.train.prm import (  # noqa: E402
-    IGNORE,
+from ponder.train.prm import IGNORE, encode_row, token_classifier, train_prm  # noqa: E402
+from ponder.train.prm_labels import (  # noqa: E402
     build_dataset,
-    encode_row,
     hard_labels,
     mc_labels,
     split_steps,
-    token_classifier,
-    train_prm,
 )
 
 TASK = get_task("gsm8k")
