@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -30,16 +29,9 @@ from typer.testing import CliRunner  # noqa: E402
 
 from ponder.core.errors import ConfigError, ModelNotFound, UnknownName  # noqa: E402
 from ponder.tasks import get_task  # noqa: E402
-from ponder.train.grpo import (  # noqa: E402
-    ARITHMETIC,
-    GRPORecipe,
-    arithmetic_records,
-    build_dataset,
-    build_rewards,
-    grpo_command,
-    load_recipe,
-    recipe_from_dict,
-)
+from ponder.tasks.arith import arith_task  # noqa: E402
+from ponder.train.grpo import build_dataset, build_rewards, grpo_command, recipe_task  # noqa: E402
+from ponder.train.recipe import GRPORecipe, load_recipe, recipe_from_dict  # noqa: E402
 from ponder.verifiers.rewards import completion_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +129,7 @@ def test_command_reports_the_bad_key() -> None:
 
 
 def test_importing_the_module_stays_light() -> None:
-    code = ("import sys, ponder, ponder.train.grpo\n"
+    code = ("import sys, ponder, ponder.train.grpo, ponder.train.recipe\n"
             "heavy = {'torch', 'trl', 'transformers', 'datasets', 'yaml'} & set(sys.modules)\n"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -146,20 +138,18 @@ def test_importing_the_module_stays_light() -> None:
 # --- data ---------------------------------------------------------------------------------------
 
 
-def test_arithmetic_is_seeded_distinct_and_right() -> None:
-    records = arithmetic_records(None, seed=3, low=1, high=9, operators="+-*")
-    assert len(records) == 81 + 45 + 81  # every pair for + and *, a >= b for -
-    assert len({r.question for r in records}) == len(records)
-    assert records == arithmetic_records(None, seed=3, low=1, high=9, operators="+-*")
-    assert records != arithmetic_records(None, seed=4, low=1, high=9, operators="+-*")
-    ops = {"+": operator.add, "-": operator.sub, "*": operator.mul}
-    for r in records:
-        a, op, b = r.question.removeprefix("What is ").removesuffix("?").split()
-        assert r.gold == str(ops[op](int(a), int(b))) and int(r.gold) >= 0
-    sampled = arithmetic_records(500, seed=0, low=0, high=999, operators="-")  # not enumerated
-    assert len({r.question for r in sampled}) == 500 and min(int(r.gold) for r in sampled) >= 0
+def test_arith_is_generated_from_the_recipe() -> None:
+    recipe = recipe_from_dict({"operand_min": 2, "operand_max": 5, "operators": "-*",
+                               "seed": 3})
+    task = recipe_task(recipe)
+    assert task.name == "arith" and task.instruction == ""
+    records = task.load()
+    assert records == arith_task(2, 5, "-*", seed=3).load()
+    assert len(records) == 10 + 16  # a >= b for -, every pair for *
+    # the table's arith is what the default recipe trains on
+    assert recipe_task(GRPORecipe()).load() == get_task("arith").load()
     with pytest.raises(ConfigError, match="limit"):
-        arithmetic_records(100, seed=0, low=1, high=9, operators="+")
+        build_dataset(recipe_from_dict({"limit": 100}))  # 1..9 with + make only 81
 
 
 def test_build_dataset_holds_out_the_last_records() -> None:
@@ -193,11 +183,11 @@ def test_build_dataset_from_a_task_file(tmp_path: Path) -> None:
 
 REWARD_CASES = [
     # (task, completion, gold, correctness, format)
-    ("arithmetic", "3 + 5 = 8", "8", 1.0, 0.0),
-    ("arithmetic", "The answer is 8.", "8", 1.0, 1.0),
-    ("arithmetic", "So the sum is \\boxed{9}.", "8", 0.0, 1.0),
-    ("arithmetic", "To add 3 and 5, we first", "8", 0.0, 0.0),
-    ("arithmetic", "I cannot say.", "8", 0.0, 0.0),
+    ("arith", "3 + 5 = 8", "8", 1.0, 0.0),
+    ("arith", "The answer is 8.", "8", 1.0, 1.0),
+    ("arith", "So the sum is \\boxed{9}.", "8", 0.0, 1.0),
+    ("arith", "To add 3 and 5, we first", "8", 0.0, 0.0),
+    ("arith", "I cannot say.", "8", 0.0, 0.0),
     ("gsm8k", "48 / 2 = 24 in May, 48 + 24 = 72.\n#### 72", "72", 1.0, 1.0),
     ("gsm8k", "She has 1,018 dollars.", "1018", 1.0, 0.0),
     ("game24", "\\boxed{(4 + 8) * (6 - 4)}", "4 4 6 8", 1.0, 1.0),
@@ -213,8 +203,7 @@ REWARD_CASES = [
 def test_rewards_on_hand_written_completions(task_name: str, text: str, gold: str,
                                              correct: float, formatted: float) -> None:
     recipe = recipe_from_dict({"task": task_name, "rewards": {"correctness": 1, "format": 0.5}})
-    task = ARITHMETIC if task_name == "arithmetic" else get_task(task_name)
-    funcs, weights = build_rewards(recipe, task)
+    funcs, weights = build_rewards(recipe, get_task(task_name))
     assert [f.__name__ for f in funcs] == ["correctness", "format"] and weights == [1.0, 0.5]
     scores = [f(prompts=[[]], completions=[chat(text)], gold=[gold], id=["x"]) for f in funcs]
     assert scores == [[correct], [formatted]]
@@ -222,7 +211,7 @@ def test_rewards_on_hand_written_completions(task_name: str, text: str, gold: st
 
 def test_missing_gold_is_not_scored() -> None:
     (correctness,), _ = build_rewards(recipe_from_dict({"rewards": {"correctness": 1}}),
-                                      ARITHMETIC)
+                                      get_task("arith"))
     assert correctness(prompts=[[], []], completions=[chat("8"), chat("8")],
                        gold=["8", None]) == [1.0, None]
 
@@ -230,7 +219,7 @@ def test_missing_gold_is_not_scored() -> None:
 def test_length_penalty_reads_trl_token_ids() -> None:
     recipe = recipe_from_dict({"rewards": {"correctness": 1, "length": 1},
                                "max_completion_length": 16, "length_buffer": 4})
-    funcs, _ = build_rewards(recipe, ARITHMETIC)
+    funcs, _ = build_rewards(recipe, get_task("arith"))
     length = {f.__name__: f for f in funcs}["length"]
     ids = [[0] * n for n in (10, 12, 14, 16)]
     assert length(prompts=[[]] * 4, completions=[chat("")] * 4, completion_ids=ids,
@@ -239,7 +228,7 @@ def test_length_penalty_reads_trl_token_ids() -> None:
 
 def test_zero_weights_drop_rewards_except_correctness() -> None:
     recipe = recipe_from_dict({"rewards": {"correctness": 0, "format": 1, "length": 0}})
-    funcs, weights = build_rewards(recipe, ARITHMETIC)
+    funcs, weights = build_rewards(recipe, get_task("arith"))
     assert [f.__name__ for f in funcs] == ["correctness", "format"] and weights == [0.0, 1.0]
 
 
@@ -261,6 +250,7 @@ def smollm2() -> tuple[Any, Any]:
         pytest.skip(f"SmolLM2-135M is not installed ({e})")
 
 
+@pytest.mark.slow
 def test_two_grpo_steps_move_every_weight_and_save(smollm2: tuple[Any, Any],
                                                    tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -1,17 +1,22 @@
 """Tasks: harness fidelity on the real benchmark files, and each task's checker.
 
 The data lives in ../shared/data beside the repository (see its README); tests that need it are
-skipped with the reason when it is absent.
+skipped with the reason when it is absent. `arith` is generated and needs no data.
 """
 
 from __future__ import annotations
 
+import json
+import operator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ponder.core.errors import ConfigError
+from ponder.eval.runner import EvalConfig, load_records
 from ponder.tasks import get_task
+from ponder.tasks.arith import arith_task
 from ponder.tasks.game24 import solves
 from ponder.tasks.rules import extract_yes_no, yes_no
 from ponder.verifiers import canonical
@@ -226,3 +231,74 @@ def test_strategyqa_golds_and_targets_agree() -> None:
     assert len(records) == 2290 and {r.gold for r in records} == {"Yes", "No"}
     for r in records:  # BIG-bench `target` is "Yes. <explanation>"
         assert task.check(r.row["target"], r.gold or "") and r.gold == yes_no(r.row["answer_bool"])
+
+
+# --- arith ------------------------------------------------------------------------------------
+
+def test_arith_records_are_seeded_distinct_and_right() -> None:
+    task = arith_task(1, 9, "+-*", seed=3)
+    records = task.load()
+    assert len(records) == 81 + 45 + 81  # every pair for + and *, a >= b for -
+    assert len({r.question for r in records}) == len(records)
+    assert [r.id for r in records[:2]] == ["arith-0", "arith-1"]
+    assert records == arith_task(1, 9, "+-*", seed=3).load()
+    assert records != arith_task(1, 9, "+-*", seed=4).load()
+    ops = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+    for r in records:
+        a, op, b = r.question.removeprefix("What is ").removesuffix("?").split()
+        assert r.gold == str(ops[op](int(a), int(b))) and int(r.gold) >= 0
+    assert len(get_task("arith").load()) == 81  # the table's: 1..9, "+", seed 0
+
+
+@pytest.mark.parametrize(("low", "high", "operators"), [
+    pytest.param(1, 12, "+", id="listed"),
+    pytest.param(0, 999, "-", id="sampled"),  # 500,500 problems: drawn, not listed
+])
+def test_arith_heldout_tail_is_disjoint_from_training(low: int, high: int,
+                                                      operators: str) -> None:
+    """A smaller limit gives a prefix of the same order, so the held-out tail (GRPO's last
+    `eval_size`, `ponder eval arith --start N`) repeats no problem before it."""
+    task = arith_task(low, high, operators, seed=0)
+    records = task.load(limit=144)
+    assert task.load(limit=100) == records[:100]
+    train, heldout = records[:100], records[100:]
+    assert not {r.question for r in train} & {r.question for r in heldout}
+    assert len({r.question for r in records}) == 144
+
+
+def test_arith_limit_beyond_the_problems_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"limit=100: .* only 81 distinct problems"):
+        arith_task().load(limit=100)
+
+
+def test_eval_reads_the_arith_slice_it_is_asked_for(tmp_path: Path) -> None:
+    cfg = EvalConfig(task="arith", schemes=("cot",), out=tmp_path / "a.db", start=70, limit=11)
+    records = load_records(cfg, get_task("arith"))
+    assert records == get_task("arith").load()[70:]
+
+
+def test_arith_reads_a_jsonl_file_too(tmp_path: Path) -> None:
+    path = tmp_path / "sums.jsonl"
+    path.write_text(json.dumps({"question": "What is 2 + 2?", "answer": 4}) + "\n")
+    [record] = get_task("arith").load(path)
+    assert (record.id, record.question, record.gold) == ("arith-0", "What is 2 + 2?", "4")
+
+
+ARITH_CHECKS = [
+    ("equation", "3 + 5 = 8", True),
+    ("answer-is", "The answer is 8.", True),
+    ("boxed", r"\boxed{8}", True),
+    ("stated-before-a-check", "The answer is 8. Check: 8 - 5 = 3", True),
+    ("decimal", "8.0", True),
+    ("boxed-wrong", r"So the sum is \boxed{9}.", False),
+    ("cut-off", "To add 3 and 5, we first", False),  # the last number is 5
+    ("negative", "-8", False),
+    ("no-number", "I cannot say.", False),
+]
+
+
+@pytest.mark.parametrize(("completion", "expected"), params(ARITH_CHECKS))
+def test_arith_numeric_checker(completion: str, expected: bool) -> None:
+    task = get_task("arith")
+    pred = task.extract(completion)
+    assert (pred is not None and task.check(pred, "8")) is expected

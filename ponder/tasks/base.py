@@ -1,9 +1,10 @@
 r"""A task: where its questions come from, how they are asked, and how answers are judged.
 
-A `Task` is data, not a class hierarchy: a source (JSONL field names, a Hugging Face hub copy), a
-prompt, and `Rules` (extract / check / key, ponder/tasks/rules.py). Each benchmark file builds
-one; `jsonl_task` builds one from any JSONL file and a field mapping, so users add tasks without
-writing code. `task.problem(record)` turns a question into the `Problem` that schemes read.
+A `Task` is data, not a class hierarchy: a source (JSONL field names, a Hugging Face hub copy,
+or a function that generates rows), a prompt, and `Rules` (extract / check / key,
+ponder/tasks/rules.py). Each benchmark file builds one; `jsonl_task` builds one from any JSONL
+file and a field mapping, so users add tasks without writing code. `task.problem(record)` turns
+a question into the `Problem` that schemes read.
 
 The prompt follows Qwen2.5-Math's recommended chain-of-thought prompt: the system message
 "Please reason step by step, and put your final answer within \boxed{}." and the question as the
@@ -78,6 +79,9 @@ class Task:
     data_file: str | None = None  # the file's name in a data directory, e.g. gsm8k_test.jsonl
     path: Path | None = None  # where `load()` reads when given no source (jsonl_task sets it)
     hub: HubSource | None = None  # where `load()` reads otherwise
+    # Rows made by code instead of read (arith): limit -> raw rows. `load()` with no source and
+    # no `path` uses it in place of the hub
+    generate: Callable[[int | None], Iterable[Mapping[str, Any]]] | None = None
     # Checks that need no gold answer, where the task has them (Game of 24 does), each taking
     # (question, text): is this answer right? can these steps so far still succeed?
     verify: Callable[[str, str], bool] | None = None
@@ -112,11 +116,12 @@ class Task:
 
     def load(self, source: str | Path | None = None, *, limit: int | None = None) -> list[Record]:
         """Records from a JSONL file, from a directory holding `data_file`, or with no source
-        from the task's own `path` or else the Hugging Face hub. `limit` keeps the first records,
-        in file order."""
+        from the task's own `path`, else its `generate`, else the Hugging Face hub. `limit` keeps
+        the first records, in file order."""
         source = source if source is not None else self.path
         if source is None:
-            rows: Iterable[Mapping[str, Any]] = self._hub_rows()
+            rows: Iterable[Mapping[str, Any]] = (
+                self.generate(limit) if self.generate is not None else self._hub_rows())
         else:
             path = Path(source)
             if path.is_dir():

@@ -4,11 +4,12 @@ them, use each reward minus its group's mean, divided by the group's std, as the
 
     ponder train grpo --recipe recipes/grpo_smollm2_arith.yaml --set learning_rate=2e-6
 
-The story, top to bottom: a synthetic arithmetic task (verifiable problems a 135M model gets
-partly right, so rewards vary within a group); the recipe (YAML + `--set` overrides, validated);
-the data (task records -> TRL's conversational prompts, with `gold` as a column the rewards read);
-the rewards (ponder/verifiers/rewards.py, by name, with weights); per-step logs and a greedy
-held-out accuracy; `train`; and the typer command.
+The story, top to bottom: the data (a task's records -> TRL's conversational prompts, with `gold`
+as a column the rewards read); the rewards (ponder/verifiers/rewards.py, by name, with weights);
+per-step logs and a greedy held-out accuracy; `train`; and the typer command. The recipe (YAML +
+`--set` overrides, validated) is ponder/train/recipe.py. The default task, `arith`, is generated
+from the recipe (ponder/tasks/arith.py): sums a 135M model gets partly right, so rewards vary
+within a group.
 
 Where this departs from the paper (all TRL 1.16 defaults, kept on purpose):
 - `beta` defaults to 0: no KL term and no reference model (DAPO, Dr. GRPO; half the memory).
@@ -29,19 +30,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ponder.core.errors import ConfigError, UnknownName
-from ponder.tasks import TASKS, Record, Task, get_task
-from ponder.tasks.rules import RULES
+from ponder.core.errors import ConfigError
+from ponder.tasks import Task, arith, get_task
+from ponder.train.recipe import GRPORecipe, load_recipe, recipe_yaml
 from ponder.verifiers.rewards import correctness_reward, format_reward, length_penalty
 
 if TYPE_CHECKING:
@@ -49,298 +49,22 @@ if TYPE_CHECKING:
 
 RewardFunc = Callable[..., list[float | None]]
 
-# --- a synthetic arithmetic task ----------------------------------------------------------------
-
-ARITHMETIC = Task(
-    name="arithmetic",
-    summary="synthetic 'What is a + b?' problems generated from the recipe's seed",
-    rules=RULES["numeric"],  # the stated answer, else the last number written
-    answer_field=None,
-    instruction="",  # no system message: the 135M model answers best when simply asked
-)
-OPERATIONS: dict[str, Callable[[int, int], int]] = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-}
-MAX_ENUMERATED = 200_000  # problem spaces up to this size are listed and shuffled, larger sampled
-
-
-def arithmetic_records(count: int | None, seed: int, low: int, high: int,
-                       operators: str) -> list[Record]:
-    """Distinct problems `a op b` with operands in [low, high], in a seeded random order, so a
-    held-out slice never repeats a training problem. Subtraction has a >= b (no negatives).
-    `count=None` gives every problem, up to 1,000."""
-    ops = sorted(set(operators))
-    n = high - low + 1
-    space = sum(n * (n + 1) // 2 if op == "-" else n * n for op in ops)
-    count = min(space, 1000) if count is None else count
-    if count > space:
-        raise ConfigError("limit", count, f"operands {low}..{high} with {''.join(ops)!r} make "
-                          f"only {space} distinct problems; lower limit or widen the range")
-    rng = random.Random(seed)
-    if space <= MAX_ENUMERATED:
-        triples = [(a, op, b) for op in ops for a in range(low, high + 1)
-                   for b in range(low, high + 1) if op != "-" or a >= b]
-        rng.shuffle(triples)
-        triples = triples[:count]
-    else:
-        seen: dict[tuple[int, str, int], None] = {}
-        while len(seen) < count:
-            a, op, b = rng.randint(low, high), rng.choice(ops), rng.randint(low, high)
-            seen.setdefault((max(a, b), op, min(a, b)) if op == "-" else (a, op, b))
-        triples = list(seen)
-    return [Record(id=f"arithmetic-{index}", question=f"What is {a} {op} {b}?",
-                   gold=str(OPERATIONS[op](a, b)), row={"a": a, "op": op, "b": b})
-            for index, (a, op, b) in enumerate(triples)]
-
-
-# --- the recipe ---------------------------------------------------------------------------------
-
-
-def _default_rewards() -> dict[str, float]:
-    return {"correctness": 1.0, "format": 0.1}
-
-
-@dataclass(frozen=True)
-class GRPORecipe:
-    """Everything a GRPO run needs; a YAML file's keys are these fields' names."""
-
-    # model and data
-    model: str = "smollm2-135m"  # catalog name, .gguf path, save_pretrained folder or hub id
-    dtype: str = "float32"  # bfloat16 on a GPU
-    task: str = "arithmetic"  # a ponder task name, or the synthetic "arithmetic"
-    data: str | None = None  # the task's JSONL file; None: the hub copy (arithmetic: generated)
-    split: str = "train"  # the hub split, where `data` is None
-    limit: int | None = None  # the first N records (arithmetic: N problems)
-    eval_size: int = 0  # the last N records are held out: greedy accuracy before/after training
-    eval_steps: int = 0  # also measure held-out accuracy every N steps (0: only before/after)
-    instruction: str | None = None  # the system message; None: the task's own, "": none
-    operand_min: int = 1  # arithmetic only
-    operand_max: int = 9
-    operators: str = "+"
-    # rewards: name -> weight (REWARDS lists the names)
-    rewards: dict[str, float] = field(default_factory=_default_rewards)
-    length_buffer: int | None = None  # length penalty ramps over the last N tokens (default 1/4)
-    # sampling
-    num_generations: int = 4  # G, completions per prompt
-    max_completion_length: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    # optimisation
-    learning_rate: float = 1e-6
-    lr_scheduler_type: str = "constant"
-    beta: float = 0.0  # KL coefficient; 0 loads no reference model
-    max_steps: int = -1  # -1: run `epochs` over the data
-    epochs: float = 1.0
-    batch_size: int = 4  # completions per device per micro-step (TRL's per_device_train_batch_size)
-    gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
-    # output
-    logging_steps: int = 1
-    save_steps: int = 50
-    save_total_limit: int | None = 2
-    save_only_model: bool = False  # True: checkpoints without optimizer state (cannot resume)
-    output_dir: str = "runs/grpo"
-    # generation at scale (GPU only)
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"  # or "server" (`trl vllm-serve` on other GPUs)
-    vllm_gpu_memory_utilization: float = 0.3
-    cpu_threads: int | None = None  # torch threads on CPU; None: torch's default (see the docs)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS and self.task != ARITHMETIC.name:
-            raise UnknownName("task", self.task, [*TASKS, ARITHMETIC.name])
-        for name, weight in self.rewards.items():
-            if name not in REWARDS:
-                raise UnknownName("reward", name, REWARDS)
-            if isinstance(weight, bool) or not isinstance(weight, int | float):
-                raise ConfigError(f"rewards.{name}", weight, "give a number (a weight)")
-        if not any(self.rewards.values()):
-            raise ConfigError("rewards", self.rewards, "give at least one reward a non-zero weight")
-        checks: list[tuple[str, bool, str]] = [
-            ("model", bool(self.model.strip()), "name a model"),
-            ("dtype", self.dtype in ("float32", "bfloat16", "float16"),
-             "use float32, bfloat16 or float16"),
-            ("limit", self.limit is None or self.limit > 0, "use a positive count or null"),
-            ("eval_size", self.eval_size >= 0, "use 0 or more held-out problems"),
-            ("eval_steps", self.eval_steps >= 0, "use 0 (before/after only) or a step interval"),
-            ("operand_min", 0 <= self.operand_min <= self.operand_max,
-             "use 0 <= operand_min <= operand_max"),
-            ("operators", bool(self.operators) and set(self.operators) <= set(OPERATIONS),
-             f"use some of {''.join(OPERATIONS)!r}"),
-            ("length_buffer", self.length_buffer is None
-             or 0 < self.length_buffer <= self.max_completion_length,
-             "use a token count in (0, max_completion_length], or null"),
-            ("num_generations", self.num_generations >= 2,
-             "use 2 or more: advantages compare completions of the same prompt"),
-            ("max_completion_length", self.max_completion_length > 0, "use a positive count"),
-            ("temperature", self.temperature > 0, "use a positive temperature (GRPO samples)"),
-            ("top_p", 0 < self.top_p <= 1, "use a value in (0, 1]"),
-            ("learning_rate", self.learning_rate > 0, "use a positive learning rate"),
-            ("lr_scheduler_type", self.lr_scheduler_type in ("constant", "linear", "cosine"),
-             "use constant, linear or cosine"),
-            ("beta", self.beta >= 0, "use 0 (no KL term) or a positive KL coefficient"),
-            ("max_steps", self.max_steps == -1 or self.max_steps > 0,
-             "use a positive number of steps, or -1 to run `epochs`"),
-            ("epochs", self.epochs > 0, "use a positive number of epochs"),
-            ("batch_size", self.batch_size > 0, "use a positive number of completions"),
-            ("gradient_accumulation_steps", self.gradient_accumulation_steps > 0,
-             "use a positive number of micro-steps"),
-            ("batch_size", self.batch_size * self.gradient_accumulation_steps
-             % self.num_generations == 0,
-             f"batch_size × gradient_accumulation_steps must be a multiple of num_generations "
-             f"({self.num_generations}): each step scores whole groups"),
-            ("logging_steps", self.logging_steps > 0, "use a positive step interval"),
-            ("save_steps", self.save_steps > 0, "use a positive step interval"),
-            ("save_total_limit", self.save_total_limit is None or self.save_total_limit > 0,
-             "use a positive count, or null to keep every checkpoint"),
-            ("output_dir", bool(self.output_dir.strip()), "name an output folder"),
-            ("cpu_threads", self.cpu_threads is None or self.cpu_threads > 0,
-             "use a positive thread count, or null for torch's default"),
-            ("vllm_mode", self.vllm_mode in ("colocate", "server"), "use colocate or server"),
-            ("model", not self.use_vllm or not _is_gguf(self.model),
-             "vLLM loads models by name: give a hub id or a save_pretrained folder, not a GGUF"),
-            ("vllm_gpu_memory_utilization", 0 < self.vllm_gpu_memory_utilization <= 1,
-             "use a fraction in (0, 1]"),
-        ]
-        for param, ok, fix in checks:
-            if not ok:
-                raise ConfigError(param, getattr(self, param), fix)
-
-    @property
-    def weights(self) -> dict[str, float]:
-        """Reward name -> weight, with correctness always present (weight 0 when left out)."""
-        return {"correctness": 0.0, **{k: float(v) for k, v in self.rewards.items()}}
-
-
-def _is_gguf(spec: str) -> bool:
-    from ponder.models.catalog import catalog_names
-
-    return spec.endswith(".gguf") or spec in catalog_names()
-
-
-def _keys() -> dict[str, str]:
-    """Recipe key -> its annotation (a string, thanks to `from __future__ import annotations`)."""
-    return {f.name: str(f.type) for f in dataclasses.fields(GRPORecipe)}
-
-
-def _coerce(key: str, value: Any, kind: str) -> Any:
-    """A YAML or `--set` value as the field's type; a wrong one is a ConfigError naming the key.
-    Strings are accepted for numbers because PyYAML reads `1e-6` (no dot) as a string."""
-    if value is None and "None" in kind:
-        return None
-    base = kind.replace(" | None", "")
-    try:
-        if base == "bool":
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            if isinstance(value, bool):
-                return value
-        elif base == "int" and not isinstance(value, bool | float):
-            return int(value)
-        elif base == "float" and not isinstance(value, bool):
-            return float(value)
-        elif base == "str" and isinstance(value, str | int | float) and not isinstance(value, bool):
-            return str(value)
-        elif base.startswith("dict") and isinstance(value, Mapping):
-            return {str(k): _coerce(f"{key}.{k}", v, "float") for k, v in value.items()}
-    except ConfigError:  # a dict entry's own error, naming the entry
-        raise
-    except (TypeError, ValueError):
-        pass
-    raise ConfigError(key, value, f"expected {kind}")
-
-
-def recipe_from_dict(values: Mapping[str, Any]) -> GRPORecipe:
-    """A recipe from plain values; an unknown key is a ConfigError that lists the valid ones."""
-    keys = _keys()
-    for key, value in values.items():
-        if key not in keys:
-            raise ConfigError(key, value, f"{key!r} is not a recipe key; valid keys: "
-                              f"{', '.join(keys)}")
-    return GRPORecipe(**{k: _coerce(k, v, keys[k]) for k, v in values.items()})
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """'key=value' -> (key, YAML-parsed value): `--set beta=0.04`, `--set data=null`. A text
-    field keeps the raw text where YAML would read something else (`--set operators=-`)."""
-    import yaml
-
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError("--set", text, "write key=value, e.g. --set learning_rate=2e-6")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    if _keys().get(key, "").startswith("str") and not isinstance(value, str | None):
-        value = raw
-    return key, value
-
-
-def load_recipe(path: Path | None, overrides: Iterable[str] = ()) -> GRPORecipe:
-    """The recipe in a YAML file (or the defaults), then `key=value` overrides in order.
-    `rewards.NAME=W` sets one reward's weight; `rewards={...}` replaces them all."""
-    import yaml
-
-    values: dict[str, Any] = {}
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError("recipe", str(path), "no such file; give a YAML recipe")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ConfigError("recipe", str(path), f"not valid YAML ({' '.join(str(e).split())})"
-                              ) from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError("recipe", str(path), "the file must hold a mapping of key: value")
-        values = dict(loaded or {})
-    for text in overrides:
-        key, value = parse_override(text)
-        if key.startswith("rewards."):
-            rewards = values.get("rewards", _default_rewards())
-            if not isinstance(rewards, dict):
-                raise ConfigError("rewards", rewards, "give a mapping of reward name: weight")
-            values["rewards"] = {**rewards, key.removeprefix("rewards."): value}
-        else:
-            values[key] = value
-    return recipe_from_dict(values)
-
-
-def recipe_yaml(recipe: GRPORecipe) -> str:
-    import yaml
-
-    return str(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
-
-
 # --- data ---------------------------------------------------------------------------------------
 
 
 def recipe_task(recipe: GRPORecipe) -> Task:
     """The task the recipe trains on, with its instruction and hub split as the recipe says."""
-    if recipe.task == ARITHMETIC.name:
-        task = ARITHMETIC
-    else:
-        task = get_task(recipe.task)
-        if task.answer_field is None:
-            raise ConfigError("task", recipe.task, "GRPO needs a task with gold answers")
-        if task.hub is not None:
-            task = dataclasses.replace(task, hub=dataclasses.replace(task.hub, split=recipe.split))
+    task = get_task(recipe.task)
+    if task is arith.TASK:  # generated from the recipe's operand range, operators and seed
+        task = arith.arith_task(recipe.operand_min, recipe.operand_max, recipe.operators,
+                                seed=recipe.seed)
+    if task.answer_field is None:
+        raise ConfigError("task", recipe.task, "GRPO needs a task with gold answers")
+    if task.hub is not None:
+        task = dataclasses.replace(task, hub=dataclasses.replace(task.hub, split=recipe.split))
     if recipe.instruction is not None:
         task = dataclasses.replace(task, instruction=recipe.instruction)
     return task
-
-
-def load_records(recipe: GRPORecipe, task: Task) -> list[Record]:
-    if task.name == ARITHMETIC.name:
-        return arithmetic_records(recipe.limit, recipe.seed, recipe.operand_min,
-                                  recipe.operand_max, recipe.operators)
-    if recipe.data is not None and Path(recipe.data).is_dir():
-        # a directory resolves to the task's default file, which is its *test* split
-        raise ConfigError("data", recipe.data, "give the JSONL file itself, e.g. "
-                          "gsm8k_train.jsonl (a directory would pick the task's test file)")
-    return task.load(recipe.data, limit=recipe.limit)
 
 
 def build_dataset(recipe: GRPORecipe) -> DatasetDict:
@@ -350,7 +74,11 @@ def build_dataset(recipe: GRPORecipe) -> DatasetDict:
     from datasets import Dataset, DatasetDict
 
     task = recipe_task(recipe)
-    records = load_records(recipe, task)
+    if recipe.data is not None and Path(recipe.data).is_dir():
+        # a directory resolves to the task's default file, which is its *test* split
+        raise ConfigError("data", recipe.data, "give the JSONL file itself, e.g. "
+                          "gsm8k_train.jsonl (a directory would pick the task's test file)")
+    records = task.load(recipe.data, limit=recipe.limit)
     if len(records) <= recipe.eval_size:
         raise ConfigError("eval_size", recipe.eval_size, f"only {len(records)} records were "
                           "loaded; hold out fewer so some are left to train on")
@@ -610,7 +338,7 @@ def train(
     heldout = None
     if "heldout" in data:
         heldout = functools.partial(
-            _heldout, tokenizer=tokenizer, rows=list(data["heldout"]), task=task,
+            heldout_accuracy, tokenizer=tokenizer, rows=list(data["heldout"]), task=task,
             max_new_tokens=recipe.max_completion_length)
     names = [getattr(f, "__name__", type(f).__name__) for f in funcs]
     callback = log_callback(out / "log.jsonl", names, echo, heldout, recipe.eval_steps)
@@ -645,11 +373,6 @@ def train(
                    "device": "cuda" if cuda else "cpu"}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return result
-
-
-def _heldout(model: Any, *, tokenizer: Any, rows: list[dict[str, Any]], task: Task,
-             max_new_tokens: int) -> tuple[float, list[str]]:
-    return heldout_accuracy(model, tokenizer, rows, task, max_new_tokens=max_new_tokens)
 
 
 # --- the command --------------------------------------------------------------------------------
