@@ -28,15 +28,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ponder.core.protocols import LanguageModel, OnText, ShouldStop
-from ponder.core.types import Completion, GenerationRequest, Message
+from ponder.core.types import Completion, GenerationRequest
+from ponder.models.wrap import Wrapper
 
 
-class SharedSamples:
+class SharedSamples(Wrapper):
     """A LanguageModel that hands out each (prompt, settings, seed, sample index) once drawn."""
 
     def __init__(self, model: LanguageModel) -> None:
-        self.model = model
-        self.name = getattr(model, "name", "shared")
+        super().__init__(model)
         self.generated = 0  # samples this pool generated
         self.served = 0  # samples it returned (generated or reused)
         self._pool: dict[str, dict[int, Completion]] = {}
@@ -74,13 +74,6 @@ class SharedSamples:
             out.append([c if p.logprobs is not None else replace(c, token_logprobs=None)
                         for c in chosen])
         return out
-
-    def render_chat(self, messages: Sequence[Message], *,
-                    add_generation_prompt: bool = True) -> str:
-        return self.model.render_chat(messages, add_generation_prompt=add_generation_prompt)
-
-    def count_tokens(self, text: str) -> int:
-        return self.model.count_tokens(text)
 
     def close(self) -> None:
         """The pool is dropped; the wrapped model stays open (its owner closes it)."""

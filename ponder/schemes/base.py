@@ -19,13 +19,13 @@ from ponder.core.types import (
     Completion,
     FinishReason,
     GenerationRequest,
-    Message,
     Node,
     Result,
     SamplingParams,
     Trace,
     Usage,
 )
+from ponder.models.wrap import Wrapper
 
 
 @dataclass
@@ -154,24 +154,14 @@ class Run:
                       usage=self.usage, finish_reason=finish_reason)
 
 
-class _Metered:
+class _Metered(Wrapper):
     def __init__(self, run: Run) -> None:
+        super().__init__(run.model)
         self._run = run
-        self.name = run.model.name
 
     def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,
                  should_stop: ShouldStop | None = None) -> list[list[Completion]]:
         return self._run.generate(requests)
-
-    def render_chat(self, messages: Sequence[Message], *,
-                    add_generation_prompt: bool = True) -> str:
-        return self._run.model.render_chat(messages, add_generation_prompt=add_generation_prompt)
-
-    def count_tokens(self, text: str) -> int:
-        return self._run.model.count_tokens(text)
-
-    def close(self) -> None:
-        pass  # the run does not own the model
 
 
 def _tail(text: str) -> str:

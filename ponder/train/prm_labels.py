@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from ponder.core.errors import ConfigError, DataError
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel
-from ponder.core.types import Completion, GenerationRequest, Message, SamplingParams
+from ponder.core.types import Completion, GenerationRequest, SamplingParams
+from ponder.models.wrap import Wrapper
 from ponder.train.sft import write_text_atomic
 
 if TYPE_CHECKING:
@@ -178,11 +179,11 @@ def build_dataset(task: Task, records: Sequence[Record], policy: LanguageModel, 
     return stats
 
 
-class Metered:
+class Metered(Wrapper):
     """The policy, counting the completions and tokens it generates (the cost of labelling)."""
 
     def __init__(self, model: LanguageModel) -> None:
-        self.model, self.name = model, model.name
+        super().__init__(model, owns=True)
         self.generations = self.tokens = 0
 
     def generate(self, requests: Sequence[GenerationRequest], **kwargs: Any
@@ -192,16 +193,6 @@ class Metered:
             self.generations += len(completions)
             self.tokens += sum(c.completion_tokens for c in completions)
         return outs
-
-    def render_chat(self, messages: Sequence[Message], *,
-                    add_generation_prompt: bool = True) -> str:
-        return self.model.render_chat(messages, add_generation_prompt=add_generation_prompt)
-
-    def count_tokens(self, text: str) -> int:
-        return self.model.count_tokens(text)
-
-    def close(self) -> None:
-        self.model.close()
 
 
 # -- the labels file -------------------------------------------------------------------------------
