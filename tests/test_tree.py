@@ -15,6 +15,7 @@ import pytest
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
+from ponder.core.types import Completion
 from ponder.models.fake import ScriptedModel
 from ponder.schemes import get_scheme
 from ponder.schemes.tree import AGGREGATIONS
@@ -123,3 +124,38 @@ def test_bad_tree_settings_are_config_errors() -> None:
         get_scheme("beam:aggregate=median")
     with pytest.raises(ConfigError, match="expansions"):
         get_scheme("beam:expansions=0")
+
+
+class YesNo(ScriptedModel):
+    """Answers every judge question with top logprobs Yes 0.6, ' no' 0.2, 'Maybe' 0.2."""
+
+    def generate(self, requests, **kw):  # type: ignore[no-untyped-def]
+        self.calls.append(list(requests))
+        top = {"Yes": math.log(0.6), " no": math.log(0.2), "Maybe": math.log(0.2)}
+        return [[Completion(text="Yes", top_logprobs=[top], completion_tokens=1)]
+                for _ in requests]
+
+
+def test_judge_continues_the_policy_conversation_and_reads_p_yes() -> None:
+    from ponder.scorers.judge import StepJudge, yes_probability
+    model = YesNo(script)
+    scores = StepJudge(model)(["p"], ["d0c3\n\n"], steps=[["d0c3\n\n"]], problems=[PROBLEM])
+    assert scores == [pytest.approx(0.75)]  # 0.6 / (0.6 + 0.2)
+    [request] = model.calls[0]
+    assert request.messages is not None
+    assert request.messages[:-1] == (*PROBLEM.messages,
+                                     {"role": "assistant", "content": "d0c3\n\n"})
+    assert request.messages[-1]["role"] == "user" and "Yes or No" in request.messages[-1]["content"]
+    assert request.params.max_tokens == 1 and request.params.logprobs == 20
+    # the judge's text starts with the policy's prompt + path: the backend's prefix cache reuses it
+    judged = model.render_chat(request.messages)
+    assert judged.startswith(model.render_chat(PROBLEM.messages) + "d0c3\n\n")
+    assert yes_probability({"Maybe": -0.1}) is None
+
+
+def test_judge_without_problems_quotes_the_steps() -> None:
+    from ponder.scorers.judge import StepJudge
+    model = YesNo(script)
+    StepJudge(model)(["What is 6*7?"], ["a\n\nb"], steps=[["a", "b"]])
+    content = model.calls[0][0].messages[0]["content"]
+    assert "What is 6*7?" in content and "Step 2: b" in content
