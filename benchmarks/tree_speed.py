@@ -120,7 +120,8 @@ def write(args: argparse.Namespace, tallies: dict[str, Tally], load: list[float]
     lines += ["", "Prompt tokens count every request's prompt (for beam, the chat prompt plus the "
               "path so far); \"reused\" ones came from KV the backend held (a prompt cached "
               "earlier, or a parent step kept with `keep_kv`), \"prefilled\" ones were computed. "
-              "The judge's prompts (question + steps + the check) count in the judge row."]
+              "The judge's prompts (the policy's conversation, the path, then the judge's "
+              "question) count in the judge row."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -252,3 +252,23 @@ def test_smollm2_answers_and_runs_a_scheme() -> None:
     result = get_scheme("self-consistency@2", max_tokens=16)(problem, model=lm)
     assert len(result.trace.roots()) == 2 and result.usage.completion_tokens > 0
     lm.close()
+
+
+@pytest.mark.slow
+def test_the_embedded_qwen_loads_as_a_trainable_model() -> None:
+    """Issue 6's CPU models: the 0.5B Q4_K_M GGUF dequantised into a plain torch model whose
+    weights all train (requires_grad) and that writes text."""
+    from ponder.core.errors import ModelNotFound
+    from ponder.models.catalog import embedded_gguf
+    from ponder.train.models import load_trainable
+    try:
+        embedded_gguf("qwen-0.5b")
+    except ModelNotFound as e:
+        pytest.skip(str(e))
+    model, tokenizer = load_trainable("qwen-0.5b")
+    assert getattr(model.config, "quantization_config", None) is None
+    assert all(p.requires_grad for p in model.parameters())
+    assert 400e6 < sum(p.numel() for p in model.parameters()) < 600e6
+    ids = tokenizer("2 + 3 =", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 3
