@@ -268,7 +268,8 @@ def test_the_embedded_qwen_loads_as_a_trainable_model() -> None:
     model, tokenizer = load_trainable("qwen-0.5b")
     assert getattr(model.config, "quantization_config", None) is None
     assert all(p.requires_grad for p in model.parameters())
-    assert 400e6 < sum(p.numel() for p in model.parameters()) < 600e6
+    # 630M: 494M plus an untied output matrix (151,936 x 896), which this GGUF stores apart
+    assert 400e6 < sum(p.numel() for p in model.parameters()) < 700e6
     ids = tokenizer("2 + 3 =", return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=3, do_sample=False)
     assert out.shape[1] == ids["input_ids"].shape[1] + 3
