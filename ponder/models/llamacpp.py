@@ -1,9 +1,9 @@
 """In-process llama.cpp backend (llama-cpp-python's low-level API) with batched decoding.
 
 `llama_cpp.Llama` runs one sequence and cannot set `n_seq_max`, so this backend builds its own
-context (`llama_context_default_params`, `llama_init_from_model`) and decodes every sequence of a
-`generate` call together: see `_llama_batch.py` for the loop, `_sampling.py` for sampling and
-streamed text.
+context (`llama_context_default_params`, `llama_init_from_model`) and decodes the sequences of all
+concurrent `generate` calls together: see `_llama_batch.py` for the flow, `_llama_loop.py` for
+the loop, `_sampling.py` for sampling and streamed text.
 
 The KV cache, two layouts (`kv_unified`):
   * False (default): each sequence slot, and each cached prompt, has its own stream of n_ctx
@@ -52,8 +52,9 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from ponder.core.errors import ConfigError, ModelLoadError, ModelNotFound
 from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.types import Completion, GenerationRequest, Message
-from ponder.models._llama_batch import Decoder, Job, PromptCache, Scheduler, Vocab
+from ponder.models._llama_batch import Decoder, PromptCache, Vocab
 from ponder.models._llama_batch import Sequence as Seq
+from ponder.models._llama_loop import Job, Scheduler
 from ponder.models._sampling import LogprobRecorder, TextStream, sampler_for
 
 MAX_SEQ = 256  # llama.cpp's LLAMA_MAX_SEQ: sequence ids per context (slots + prompt holders)
