@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.types import Trace
 from ponder.eval.__main__ import app
-from ponder.eval.report import summarize, wilson
+from ponder.eval.report import parse_positions, read_rows, summarize, wilson
 from ponder.eval.runner import EvalConfig, parse_model_args, run_eval
 from ponder.eval.store import Row, Store, StoreExists, StoreMismatch
 from ponder.models.fake import ScriptedModel
@@ -256,6 +256,48 @@ def test_report_command_json_markdown_and_plot(hand_db: Path, tmp_path: Path) ->
     assert "Wilson score interval" in result.stdout
     png = (tmp_path / "plot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR" and len(png) > 5000
+
+
+def test_report_joins_files_of_one_run_and_keeps_a_position_range(hand_db: Path,
+                                                                  tmp_path: Path) -> None:
+    search = tmp_path / "search.db"
+    meta = {"model": "m", "task": "gsm8k", "split": "test", "schemes": ["beam@4"]}
+    with Store.create(search, meta, resume=False) as store:
+        for q in range(3, 8):
+            store.add(row(q, "beam@4", 0, int(q % 2 == 0), 900))
+    result = CliRunner().invoke(app, ["report", str(hand_db), str(search), "--json",
+                                      "--positions", "3:6"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    got = {s["scheme"]: (s["questions"], s["correct"]) for s in payload["schemes"]}
+    # positions 3, 4, 5: cot right on all three (q < 7); sc has q3 (right), q4 (wrong) × 2 seeds;
+    # beam right on the even one, q4.
+    assert got == {"cot": (3, 3), "self-consistency@4": (2, 2), "beam@4": (3, 1)}
+    assert [s["scheme"] for s in payload["schemes"]] == ["cot", "self-consistency@4", "beam@4"]
+    assert payload["meta"]["files"] == [str(hand_db), str(search)]
+    assert payload["schemes"][2]["tokens_vs_cot"] == 9.0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("100", "write START:STOP"), ("5:2", "START must be"), ("a:b", "write START:STOP"),
+    ("-1:", "START must be"),
+])
+def test_report_rejects_a_bad_position_range(hand_db: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        read_rows([hand_db], text)
+    assert parse_positions(":100") == range(0, 100) and parse_positions("900:").start == 900
+
+
+def test_report_refuses_files_of_different_models_or_the_same_row_twice(hand_db: Path,
+                                                                        tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with Store.create(other, {"model": "m2", "task": "gsm8k", "split": "test"},
+                      resume=False) as store:
+        store.add(row(0, "beam@4", 0, 1, 10))
+    with pytest.raises(DataError, match=r"holds model='m2' but .* holds 'm'"):
+        read_rows([hand_db, other])
+    with pytest.raises(DataError, match=r"both hold \('q0', 'cot', 0\)"):
+        read_rows([hand_db, hand_db])
 
 
 # --- a real process, killed mid-run and resumed --------------------------------------------------

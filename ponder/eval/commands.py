@@ -79,7 +79,10 @@ def eval_command(
 
 
 def report_command(
-    db: Annotated[Path, typer.Argument(help="Results database written by `ponder eval`.")],
+    dbs: Annotated[list[Path], typer.Argument(
+        help="Results database(s) written by `ponder eval`; several files of one task, split "
+        "and model are reported together (e.g. chain schemes from one run, search from "
+        "another).", metavar="DB...")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="A Markdown table on "
                                            "stdout.")] = False,
@@ -87,19 +90,21 @@ def report_command(
                                               "PNG.")] = None,
     ci: Annotated[str, typer.Option(help="Confidence interval: wilson (rows) or bootstrap "
                                     "(questions).")] = "wilson",
+    positions: Annotated[str | None, typer.Option(
+        help="Only questions at these positions of the split, START:STOP (either may be "
+        "left out), e.g. :100 for the first hundred.")] = None,
 ) -> None:
-    """Accuracy (95% CI), cost per question and relative cost of each scheme in a results DB."""
+    """Accuracy (95% CI), cost per question and relative cost of each scheme in results DBs."""
     from ponder.eval.report import plot as draw
-    from ponder.eval.report import summarize, title, to_json, to_markdown
-    from ponder.eval.store import Store
+    from ponder.eval.report import read_rows, summarize, title, to_json, to_markdown
 
     if as_json and markdown:
         raise ConfigError("format", "--json --markdown", "choose one of --json and --markdown")
-    with Store.read(db) as store:
-        meta = store.meta()
-        summaries = summarize(store.rows(traces=False), ci=ci, order=meta.get("schemes", ()))
+    meta, rows = read_rows(dbs, positions)
+    summaries = summarize(rows, ci=ci, order=meta.get("schemes", ()))
     if not summaries:
-        err.print(f"{db} holds no results yet", markup=False)
+        err.print(f"{', '.join(map(str, dbs))}: no results yet"
+                  + (f" at positions {positions}" if positions else ""), markup=False)
     if as_json:  # plain writes: rich would wrap long lines at the console width
         typer.echo(to_json(summaries, meta, ci))
     elif markdown:

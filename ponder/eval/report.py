@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ponder.core.errors import ConfigError, UnknownName
-from ponder.eval.store import Row
+from ponder.core.errors import ConfigError, DataError, UnknownName
+from ponder.eval.store import Row, Store
 from ponder.schemes import parse_spec
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
@@ -82,6 +82,62 @@ CI_METHODS: dict[str, CIMethod] = {
                           f"({BOOTSTRAP_RESAMPLES} resamples; a question's seeds resampled "
                           "together)"),
 }
+
+
+# -- reading -------------------------------------------------------------------------------
+
+SAME_RUN = ("task", "split", "model")  # what files reported together must share
+
+
+def parse_positions(text: str) -> range:
+    """`START:STOP` (either end optional) -> the range of question positions it names."""
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        first = int(start) if start.strip() else 0
+        last = int(stop) if stop.strip() else 2**62
+    except ValueError:
+        raise ConfigError("positions", text, "write START:STOP, e.g. :100 or 900:1000"
+                          ) from None
+    if first < 0 or last <= first:
+        raise ConfigError("positions", text, "START must be ≥ 0 and below STOP")
+    return range(first, last)
+
+
+def read_rows(paths: Sequence[Path], positions: str | None = None
+              ) -> tuple[dict[str, Any], list[Row]]:
+    """The rows of one or more results files as one report: their task, split and model must
+    agree, and no question × scheme × seed may be stored twice. The meta is the first file's,
+    with every file's schemes in order; `positions` (START:STOP) keeps only those questions."""
+    keep = parse_positions(positions) if positions is not None else None
+    meta: dict[str, Any] = {}
+    schemes: list[str] = []
+    rows: dict[tuple[str, str, int], Row] = {}
+    for path in paths:
+        with Store.read(path) as store:
+            this = store.meta()
+            if not meta:
+                meta = this
+            for key in SAME_RUN:
+                if this.get(key) != meta.get(key):
+                    raise DataError(f"{path} holds {key}={this.get(key)!r} but {paths[0]} holds "
+                                    f"{meta.get(key)!r}; report one task, split and model at "
+                                    "a time")
+            schemes += [s for s in this.get("schemes", ()) if s not in schemes]
+            for r in store.rows(traces=False):
+                if keep is not None and r.position not in keep:
+                    continue
+                if r.key in rows:
+                    raise DataError(f"{path} and an earlier file both hold {r.key}; report "
+                                    "files with different schemes (or seeds)")
+                rows[r.key] = r
+    meta["schemes"] = schemes
+    if len(paths) > 1:
+        meta["files"] = [str(p) for p in paths]
+    if keep is not None:
+        meta["positions"] = positions
+    return meta, sorted(rows.values(), key=lambda r: (r.position, r.scheme, r.seed))
 
 
 @dataclass
@@ -152,8 +208,9 @@ def table_cells(s: SchemeSummary) -> list[str]:
 
 
 def title(meta: Mapping[str, Any]) -> str:
+    where = f" · questions {meta['positions']}" if meta.get("positions") else ""
     return (f"{meta.get('task', '?')} ({meta.get('split', '?')}) · model "
-            f"{meta.get('model', '?')}")
+            f"{meta.get('model', '?')}{where}")
 
 
 def to_markdown(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str) -> str:
