@@ -16,6 +16,7 @@ from ponder.models._sampling import (
     Sampler,
     TextStream,
     log_normalizer,
+    log_normalizers,
     sample,
     sampler_for,
     top_k,
@@ -68,6 +69,18 @@ def test_full_vocabulary_nucleus():
     s = sampler_for(SamplingParams(temperature=0.7, top_p=0.9), seed=1, index=0)
     assert all(0 <= s(row) < row.size for _ in range(3))
     assert np.isclose(log_normalizer(np.zeros(4, np.float32)), np.log(4))
+
+
+def test_block_log_normalizers_match_float64_and_feed_the_same_draws():
+    rows = np.random.default_rng(2).standard_normal((6, 151_936)).astype(np.float32) * 4
+    exact = [np.log(np.exp(r.astype(np.float64)).sum()) for r in rows]
+    lse = log_normalizers(rows)
+    assert np.allclose(lse, exact, rtol=0, atol=1e-6)
+    params = SamplingParams(temperature=0.7, top_p=0.95)
+    given = [sampler_for(params, 5, i) for i in range(6)]
+    computed = [sampler_for(params, 5, i) for i in range(6)]
+    assert given[0].nucleus and not sampler_for(SamplingParams(), 5, 0).nucleus
+    assert sample(given, rows, lse) == sample(computed, rows)
 
 
 def stream_all(stop, pieces):

@@ -59,17 +59,23 @@ def top_k(rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def log_normalizer(row: np.ndarray) -> float:
     """log sum exp(row): log-softmax(row)[t] = row[t] - log_normalizer(row)."""
-    m = float(row.max())
-    return m + float(np.log(np.exp(row - m, dtype=np.float64).sum()))
+    return float(log_normalizers(row[None, :])[0])
 
 
-def _nucleus(row: np.ndarray, top_p: float) -> tuple[np.ndarray, np.ndarray]:
-    """The smallest descending prefix of the whole row whose probability reaches top_p.
+def log_normalizers(rows: np.ndarray) -> np.ndarray:
+    """`log_normalizer` of each row of (m, V) `rows` in one pass: exp in the rows' float32,
+    sums in float64 (within 1e-7 of an all-float64 computation over 152k logits)."""
+    m = rows.max(axis=1, keepdims=True)
+    return m[:, 0].astype(np.float64) + np.log(np.exp(rows - m).sum(axis=1, dtype=np.float64))
+
+
+def _nucleus(row: np.ndarray, top_p: float, lse: float) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest descending prefix of the whole row whose probability reaches top_p (`lse`:
+    the row's `log_normalizer`).
 
     Grows a top-k window until it holds top_p of the mass, so a peaked distribution (the usual
     case) never sorts the vocabulary; a flat one ends in one full sort, still vectorised.
     """
-    lse = log_normalizer(row)
     k = 64
     while True:
         ids, vals = top_k(row, min(k, row.shape[0]))
@@ -94,13 +100,23 @@ class Sampler:
         p = self.params
         return (0.0, 0, 1.0) if self.rng is None else (p.temperature, p.top_k, p.top_p)
 
+    @property
+    def nucleus(self) -> bool:
+        """Draws from a top-p nucleus over the whole vocabulary (needs the log-normaliser)."""
+        temperature, k, top_p = self.key
+        return temperature > 0 and k == 0 and top_p < 1.0
+
     def __call__(self, row: np.ndarray) -> int:
         return sample([self], row[None, :])[0]
 
 
-def sample(samplers: list[Sampler], rows: np.ndarray) -> list[int]:
+def sample(samplers: list[Sampler], rows: np.ndarray, lse: np.ndarray | None = None
+           ) -> list[int]:
     """One token per row of (m, V) `rows`, row j drawn by samplers[j]. Samplers with equal
-    keys should be adjacent: each run of them is one vectorised draw."""
+    keys should be adjacent: each run of them is one vectorised draw. `lse`: the rows'
+    `log_normalizers` if the caller has them (a nucleus over the whole vocabulary needs them)."""
+    if lse is None and any(s.nucleus for s in samplers):
+        lse = log_normalizers(rows)
     tokens: list[int] = []
     for (temperature, k, top_p), run in itertools.groupby(samplers, key=lambda s: s.key):
         group = list(run)
@@ -108,8 +124,10 @@ def sample(samplers: list[Sampler], rows: np.ndarray) -> list[int]:
         if temperature == 0.0:
             tokens += block.argmax(axis=1).tolist()
         elif k == 0 and top_p < 1.0:  # a nucleus over the whole vocabulary: its size varies
-            tokens += [_draw(*_nucleus(row, top_p), temperature, [s])[0]
-                       for s, row in zip(group, block, strict=True)]
+            assert lse is not None
+            at = len(tokens)
+            tokens += [_draw(*_nucleus(row, top_p, float(lse[at + j])), temperature, [s])[0]
+                       for j, (s, row) in enumerate(zip(group, block, strict=True))]
         else:
             ids, vals = top_k(block, min(k, block.shape[1])) if k > 0 else \
                 (np.broadcast_to(np.arange(block.shape[1]), block.shape), block)
@@ -148,8 +166,12 @@ class LogprobRecorder:
     token_logprobs: list[float] = field(default_factory=list)
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
 
-    def record(self, row: np.ndarray, token: int, piece: Callable[[int], str]) -> None:
-        lse = log_normalizer(row)
+    def record(self, row: np.ndarray, token: int, piece: Callable[[int], str],
+               lse: float | None = None) -> None:
+        """Log-probabilities of `token` (and the top n_top) in `row`; `lse` is the row's
+        `log_normalizer`, computed here if not given."""
+        if lse is None:
+            lse = log_normalizer(row)
         self.token_logprobs.append(float(row[token]) - lse)
         if self.n_top > 0:
             ids, vals = top_k(row, self.n_top)
