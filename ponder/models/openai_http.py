@@ -27,7 +27,6 @@ Where this departs from a local backend, and why:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -35,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -43,6 +42,14 @@ import httpx
 from ponder.core.errors import BackendError, ConfigError, ModelNotFound
 from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.types import Completion, FinishReason, GenerationRequest, Message
+from ponder.models._openai_wire import (
+    Choice,
+    HTTPStatus,
+    chat_renderer,
+    describe,
+    parse_json,
+    split_tokens,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,53 +58,6 @@ _RETRY_STATUS = {429, 500, 502, 503, 504}
 _RETRY_EXC = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 _TOKENIZE_PATHS = ("/tokenize", "/extras/tokenize")  # under the server root, not under /v1
 Emit = Callable[[int, int, str], None]
-
-
-class _HTTPStatus(Exception):
-    """A non-2xx answer, carried to the retry loop."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.status, self.url = response.status_code, str(response.request.url)
-        try:
-            body = response.json()
-            err = body.get("error", body.get("detail", body)) if isinstance(body, dict) else body
-            detail = err.get("message", err) if isinstance(err, dict) else err
-        except (ValueError, UnicodeDecodeError):
-            detail = response.text
-        self.detail = " ".join(str(detail).split())[:300] or response.reason_phrase
-        after = response.headers.get("retry-after", "")  # seconds; the date form is ignored
-        self.retry_after = min(float(after), 60.0) if after.replace(".", "", 1).isdigit() else None
-        super().__init__(f"{self.status} from {self.url}: {self.detail}")
-
-
-@dataclass
-class _Choice:
-    """One choice as it arrives, whole or in stream chunks."""
-
-    text: list[str] = field(default_factory=list)
-    finish: str | None = None
-    stop_reason: Any = None  # vLLM names the stop string that matched
-    logprobs: list[float] | None = None
-    top: list[dict[str, float]] | None = None
-
-    def absorb(self, choice: dict[str, Any], chat: bool) -> str:
-        """Add one choice object or stream delta; return its new text."""
-        message = choice.get("message") or choice.get("delta") or {}
-        text = (message.get("content") if chat else choice.get("text")) or ""
-        self.text.append(text)
-        self.finish = choice.get("finish_reason") or self.finish
-        self.stop_reason = choice.get("stop_reason", self.stop_reason)
-        lp = choice.get("logprobs")
-        if lp:
-            self.logprobs, self.top = self.logprobs or [], self.top or []
-            if chat:  # {"content": [{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}]}
-                for t in lp.get("content") or []:
-                    self.logprobs.append(t["logprob"])
-                    self.top.append({a["token"]: a["logprob"] for a in t.get("top_logprobs") or []})
-            else:  # {"tokens": [...], "token_logprobs": [...], "top_logprobs": [{token: lp}]}
-                self.logprobs.extend(lp.get("token_logprobs") or [])
-                self.top.extend(dict(t or {}) for t in lp.get("top_logprobs") or [])
-        return text
 
 
 @dataclass(frozen=True)
@@ -138,7 +98,7 @@ class OpenAIModel:
         self._n_supported = True  # until a server returns fewer choices than asked
         self._tokenize_path: str | None = None
         self._tokenize_probed = False
-        self._render = _chat_renderer(chat_template, tokenizer)
+        self._render = chat_renderer(chat_template, tokenizer)
         self.model = model or self._served_models(first_only=True)[0]
         self.name = name or self.model
 
@@ -214,7 +174,7 @@ class OpenAIModel:
         chat = req.messages is not None
         url = self.base_url + ("/chat/completions" if chat else "/completions")
         body = self._body(req, job, stream)
-        choices: dict[int, _Choice] = {}
+        choices: dict[int, Choice] = {}
 
         def send() -> dict[str, Any] | None:  # the usage; None if cancelled before sending
             choices.clear()
@@ -226,7 +186,7 @@ class OpenAIModel:
 
         try:
             usage = self._retrying(url, send, lambda: any(any(c.text) for c in choices.values()))
-        except _HTTPStatus as e:
+        except HTTPStatus as e:
             if e.status == 400 and job.n > 1:  # some servers refuse n > 1 outright
                 log.info("%s refused n=%d (%s); sending single requests", url, job.n, e.detail)
                 self._n_supported = False
@@ -238,7 +198,7 @@ class OpenAIModel:
             return [Completion("", finish_reason="cancelled") for _ in range(job.n)]
         if len(choices) < job.n and stop():  # cancelled before these choices began
             for k in range(job.n):
-                choices.setdefault(k, _Choice(finish="cancelled"))
+                choices.setdefault(k, Choice(finish="cancelled"))
         if not choices:
             raise BackendError(f"{url} returned no choices; is this an OpenAI-compatible server?")
         if len(choices) < job.n:
@@ -254,14 +214,14 @@ class OpenAIModel:
         for attempt in range(self.max_retries + 1):
             try:
                 return send()
-            except _HTTPStatus as e:
+            except HTTPStatus as e:
                 if e.status not in _RETRY_STATUS or attempt == self.max_retries:
                     raise
                 error, delay = f"{e.status} {e.detail}", e.retry_after
             except _RETRY_EXC as e:
                 if attempt == self.max_retries or streamed():
                     raise
-                error, delay = _describe(e), None
+                error, delay = describe(e), None
             if delay is None:
                 delay = self.backoff * 2**attempt * (1 + random.random())
             # INFO, as openai-python does: a retry is routine, and the last failure is raised.
@@ -298,17 +258,17 @@ class OpenAIModel:
         return body
 
     def _post(self, url: str, body: dict[str, Any], chat: bool,
-              choices: dict[int, _Choice]) -> dict[str, Any]:
+              choices: dict[int, Choice]) -> dict[str, Any]:
         response = self._client.post(url, json=body)
         if not response.is_success:
-            raise _HTTPStatus(response)
-        data = _json(response.text, url)
+            raise HTTPStatus(response)
+        data = parse_json(response.text, url)
         for k, choice in enumerate(data.get("choices") or []):
-            choices.setdefault(choice.get("index", k), _Choice()).absorb(choice, chat)
+            choices.setdefault(choice.get("index", k), Choice()).absorb(choice, chat)
         return dict(data.get("usage") or {})
 
     def _stream(self, url: str, body: dict[str, Any], chat: bool, job: _Job,
-                choices: dict[int, _Choice], emit: Emit, stop: Callable[[], bool]
+                choices: dict[int, Choice], emit: Emit, stop: Callable[[], bool]
                 ) -> dict[str, Any]:
         """Read server-sent events until [DONE], or until `stop()`: leaving the `with` block
         then closes the connection, which tells the server to stop generating."""
@@ -316,7 +276,7 @@ class OpenAIModel:
         with self._client.stream("POST", url, json=body) as response:
             if not response.is_success:
                 response.read()
-                raise _HTTPStatus(response)
+                raise HTTPStatus(response)
             for line in response.iter_lines():
                 if stop():
                     for c in choices.values():
@@ -327,15 +287,15 @@ class OpenAIModel:
                 payload = line[5:].strip()
                 if payload == "[DONE]":
                     break
-                chunk = _json(payload, url)
+                chunk = parse_json(payload, url)
                 for choice in chunk.get("choices") or []:
                     k = choice.get("index", 0)
-                    delta = choices.setdefault(k, _Choice()).absorb(choice, chat)
+                    delta = choices.setdefault(k, Choice()).absorb(choice, chat)
                     emit(job.r, job.first + k, delta)
                 usage = chunk.get("usage") or usage  # the last chunk, with include_usage
         return dict(usage)
 
-    def _completions(self, req: GenerationRequest, choices: list[_Choice],
+    def _completions(self, req: GenerationRequest, choices: list[Choice],
                      usage: dict[str, Any]) -> list[Completion]:
         texts = ["".join(c.text) for c in choices]
         if "prompt_tokens" in usage:
@@ -344,7 +304,7 @@ class OpenAIModel:
             prompt = req.prefix if req.prefix is not None else self.render_chat(req.messages or ())
             prompt_tokens = self.count_tokens(prompt)
         if "completion_tokens" in usage:
-            counts = _split(int(usage["completion_tokens"]), texts, choices)
+            counts = split_tokens(int(usage["completion_tokens"]), texts, choices)
         else:
             counts = [self.count_tokens(t) for t in texts]
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
@@ -370,16 +330,16 @@ class OpenAIModel:
         def send() -> httpx.Response:
             response = self._client.get(url)
             if not response.is_success:
-                raise _HTTPStatus(response)
+                raise HTTPStatus(response)
             return response
 
         try:  # retried too: a server that was just started may still be loading its model
             response = self._retrying(url, send, lambda: False)
-        except _HTTPStatus as e:
+        except HTTPStatus as e:
             raise self._status_error(e, check_model=False) from None
         except _RETRY_EXC as e:
             raise self._transport_error(e, url) from None
-        ids = [m["id"] for m in _json(response.text, url).get("data") or [] if "id" in m]
+        ids = [m["id"] for m in parse_json(response.text, url).get("data") or [] if "id" in m]
         if first_only and not ids:
             raise ModelNotFound(f"{url} lists no models; name one after the URL: URL#model")
         return ids
@@ -396,7 +356,7 @@ class OpenAIModel:
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None
 
-    def _status_error(self, e: _HTTPStatus, check_model: bool = True) -> BackendError:
+    def _status_error(self, e: HTTPStatus, check_model: bool = True) -> BackendError:
         where = f"{e.status} from {e.url}"
         if e.status in (401, 403):
             return BackendError(f"{where}: set PONDER_API_KEY (or OPENAI_API_KEY) to a valid key")
@@ -421,79 +381,6 @@ class OpenAIModel:
             return BackendError(f"timed out after {self.timeout:g}s waiting for {url}; raise "
                                 "timeout=, or lower max_tokens or concurrency")
         if isinstance(e, httpx.ConnectError):
-            return BackendError(f"cannot reach {self.base_url} ({_describe(e)}); start the server"
+            return BackendError(f"cannot reach {self.base_url} ({describe(e)}); start the server"
                                 " or check the URL")
-        return BackendError(f"{url} dropped the connection ({_describe(e)}); see the server's log")
-
-
-# ---- small helpers ------------------------------------------------------------------------
-
-
-def _describe(e: Exception) -> str:
-    text = str(e) or type(e).__name__
-    return "connection refused" if "refused" in text.lower() else " ".join(text.split())
-
-
-def _json(text: str, url: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise BackendError(f"{url} sent invalid JSON ({text[:80]!r}); is this an "
-                           "OpenAI-compatible server?") from None
-    if not isinstance(data, dict):
-        return {}
-    if "error" in data and "choices" not in data:  # vLLM reports errors inside a stream
-        err = data["error"]
-        detail = " ".join(str(err.get("message", err) if isinstance(err, dict) else err).split())
-        raise BackendError(f"{url} reported an error: {detail[:300]}")
-    return data
-
-
-def _split(total: int, texts: Sequence[str], choices: Sequence[_Choice]) -> list[int]:
-    """Spread a response's completion-token total over its choices: exactly by logprob
-    entries when every choice has them, else in proportion to text length, largest remainders
-    first, so that the parts always add up to `total`."""
-    if len(texts) == 1:
-        return [total]
-    if all(c.logprobs is not None for c in choices):
-        return [len(c.logprobs or ()) for c in choices]
-    weights = [len(t) + 1 for t in texts]
-    shares = [total * w / sum(weights) for w in weights]
-    counts = [int(s) for s in shares]
-    for k in sorted(range(len(texts)), key=lambda k: counts[k] - shares[k])[: total - sum(counts)]:
-        counts[k] += 1
-    return counts
-
-
-def _chat_renderer(template: str | None, tokenizer: str | None
-                   ) -> Callable[[Sequence[Message], bool], str]:
-    if template is not None:
-        try:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-        except ImportError as e:
-            raise ModelNotFound("chat_template= needs jinja2; run: pip install jinja2") from e
-
-        def raise_exception(message: str) -> None:  # Hugging Face templates call this
-            raise ConfigError("messages", message, "the chat template rejects these messages")
-
-        # The environment Hugging Face's apply_chat_template uses, so templates behave alike.
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
-        compiled = env.from_string(template)
-        return lambda messages, gen: compiled.render(
-            messages=list(messages), add_generation_prompt=gen, bos_token="", eos_token="")
-    if tokenizer is not None:
-        try:
-            from transformers import AutoTokenizer
-        except ImportError as e:
-            raise ModelNotFound("tokenizer= needs transformers: pip install transformers") from e
-        tok = AutoTokenizer.from_pretrained(tokenizer)
-        return lambda messages, gen: str(tok.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=gen))
-    return _chatml
-
-
-def _chatml(messages: Iterable[Message], add_generation_prompt: bool) -> str:
-    """ChatML, the template of Qwen, SmolLM2 and many others: the likeliest guess."""
-    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+        return BackendError(f"{url} dropped the connection ({describe(e)}); see the server's log")

@@ -1,0 +1,133 @@
+"""The OpenAI wire format for `OpenAIModel` (openai_http.py): choices as they arrive (whole or
+as stream deltas), error answers, JSON bodies, a response's token total split over its choices,
+and chat rendering where the server's own template cannot be seen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ponder.core.errors import BackendError, ConfigError, ModelNotFound
+from ponder.core.types import Message
+
+
+class HTTPStatus(Exception):
+    """A non-2xx answer, carried to the retry loop."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status, self.url = response.status_code, str(response.request.url)
+        try:
+            body = response.json()
+            err = body.get("error", body.get("detail", body)) if isinstance(body, dict) else body
+            detail = err.get("message", err) if isinstance(err, dict) else err
+        except (ValueError, UnicodeDecodeError):
+            detail = response.text
+        self.detail = " ".join(str(detail).split())[:300] or response.reason_phrase
+        after = response.headers.get("retry-after", "")  # seconds; the date form is ignored
+        self.retry_after = min(float(after), 60.0) if after.replace(".", "", 1).isdigit() else None
+        super().__init__(f"{self.status} from {self.url}: {self.detail}")
+
+
+@dataclass
+class Choice:
+    """One choice as it arrives, whole or in stream chunks."""
+
+    text: list[str] = field(default_factory=list)
+    finish: str | None = None
+    stop_reason: Any = None  # vLLM names the stop string that matched
+    logprobs: list[float] | None = None
+    top: list[dict[str, float]] | None = None
+
+    def absorb(self, choice: dict[str, Any], chat: bool) -> str:
+        """Add one choice object or stream delta; return its new text."""
+        message = choice.get("message") or choice.get("delta") or {}
+        text = (message.get("content") if chat else choice.get("text")) or ""
+        self.text.append(text)
+        self.finish = choice.get("finish_reason") or self.finish
+        self.stop_reason = choice.get("stop_reason", self.stop_reason)
+        lp = choice.get("logprobs")
+        if lp:
+            self.logprobs, self.top = self.logprobs or [], self.top or []
+            if chat:  # {"content": [{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}]}
+                for t in lp.get("content") or []:
+                    self.logprobs.append(t["logprob"])
+                    self.top.append({a["token"]: a["logprob"] for a in t.get("top_logprobs") or []})
+            else:  # {"tokens": [...], "token_logprobs": [...], "top_logprobs": [{token: lp}]}
+                self.logprobs.extend(lp.get("token_logprobs") or [])
+                self.top.extend(dict(t or {}) for t in lp.get("top_logprobs") or [])
+        return text
+
+
+def describe(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return "connection refused" if "refused" in text.lower() else " ".join(text.split())
+
+
+def parse_json(text: str, url: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise BackendError(f"{url} sent invalid JSON ({text[:80]!r}); is this an "
+                           "OpenAI-compatible server?") from None
+    if not isinstance(data, dict):
+        return {}
+    if "error" in data and "choices" not in data:  # vLLM reports errors inside a stream
+        err = data["error"]
+        detail = " ".join(str(err.get("message", err) if isinstance(err, dict) else err).split())
+        raise BackendError(f"{url} reported an error: {detail[:300]}")
+    return data
+
+
+def split_tokens(total: int, texts: Sequence[str], choices: Sequence[Choice]) -> list[int]:
+    """Spread a response's completion-token total over its choices: exactly by logprob
+    entries when every choice has them, else in proportion to text length, largest remainders
+    first, so that the parts always add up to `total`."""
+    if len(texts) == 1:
+        return [total]
+    if all(c.logprobs is not None for c in choices):
+        return [len(c.logprobs or ()) for c in choices]
+    weights = [len(t) + 1 for t in texts]
+    shares = [total * w / sum(weights) for w in weights]
+    counts = [int(s) for s in shares]
+    for k in sorted(range(len(texts)), key=lambda k: counts[k] - shares[k])[: total - sum(counts)]:
+        counts[k] += 1
+    return counts
+
+
+def chat_renderer(template: str | None, tokenizer: str | None
+                   ) -> Callable[[Sequence[Message], bool], str]:
+    if template is not None:
+        try:
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+        except ImportError as e:
+            raise ModelNotFound("chat_template= needs jinja2; run: pip install jinja2") from e
+
+        def raise_exception(message: str) -> None:  # Hugging Face templates call this
+            raise ConfigError("messages", message, "the chat template rejects these messages")
+
+        # The environment Hugging Face's apply_chat_template uses, so templates behave alike.
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        compiled = env.from_string(template)
+        return lambda messages, gen: compiled.render(
+            messages=list(messages), add_generation_prompt=gen, bos_token="", eos_token="")
+    if tokenizer is not None:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError as e:
+            raise ModelNotFound("tokenizer= needs transformers: pip install transformers") from e
+        tok = AutoTokenizer.from_pretrained(tokenizer)
+        return lambda messages, gen: str(tok.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=gen))
+    return chatml
+
+
+def chatml(messages: Iterable[Message], add_generation_prompt: bool) -> str:
+    """ChatML, the template of Qwen, SmolLM2 and many others: the likeliest guess."""
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
