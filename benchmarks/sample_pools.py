@@ -1,0 +1,120 @@
+"""What the sample pools of a `ponder eval --share-samples` run say about voting.
+
+Self-consistency can only be as good as the samples it votes over. For every question × seed
+whose self-consistency@N row is stored (its trace holds all N chains, each with its extracted
+answer), this reads the chains back and reports, in Markdown:
+
+  * sample accuracy: the share of single chains that are right (what one sampled chain scores);
+  * pass@k: a right answer among the first k chains (the ceiling of any selection over them);
+  * majority@k: the vote over the first k chains, re-counted here (self-consistency@k);
+  * agreement: the share of chains that give the most common answer; chains cut at max_tokens;
+  * adaptive: how many chains the adaptive rows drew, and their accuracy and tokens against
+    self-consistency@N on the same question × seed.
+
+Nothing is generated: it reads the results file. Usage:
+
+    .venv/bin/python benchmarks/sample_pools.py runs/gsm8k_test200.db [--positions :100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from ponder.core.problem import Problem
+from ponder.core.types import Node, Trace
+from ponder.eval.report import parse_positions, wilson
+from ponder.eval.store import Store
+from ponder.schemes.vote import tally
+from ponder.tasks import get_task
+
+
+def pct(k: int, n: int) -> str:
+    low, high = wilson(k, n)
+    return f"{k / n:.1%} [{low:.1%}–{high:.1%}]" if n else "—"
+
+
+def chains(trace: str) -> list[Node]:
+    """The sampled chains of a stored self-consistency or adaptive trace, in sample order."""
+    return sorted(Trace.from_dict(json.loads(trace)).nodes, key=lambda node: node.id)
+
+
+def majority(nodes: list[Node], problem: Problem) -> str | None:
+    """The vote self-consistency takes over these chains (`ponder.schemes.vote.tally`)."""
+    ranked = tally(nodes, problem)
+    return ranked[0].answer if ranked else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("db", type=Path)
+    parser.add_argument("--positions", help="START:STOP, e.g. :100")
+    parser.add_argument("--scheme", default="self-consistency@16",
+                        help="the widest self-consistency scheme in the file")
+    args = parser.parse_args()
+    keep = parse_positions(args.positions) if args.positions else None
+
+    with Store.read(args.db) as store:
+        meta = store.meta()
+        rows = [r for r in store.rows() if keep is None or r.position in keep]
+    task = get_task(meta["task"])
+    problem = Problem(question="", messages=(), extract=task.extract, key=task.key)
+    pools = [(r, chains(r.trace)) for r in rows if r.scheme == args.scheme]
+    if not pools:
+        raise SystemExit(f"{args.db}: no {args.scheme} rows" + (f" at {args.positions}"
+                                                                 if args.positions else ""))
+    n = min(len(c) for _, c in pools)
+    ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= n]
+
+    right = [[c.answer is not None and task.check(c.answer, r.gold) for c in cs]
+             for r, cs in pools]
+    print(f"**{meta['task']} ({meta.get('split')}) · {args.scheme} pools · {len(pools)} "
+          f"question × seed pools of {n} chains · {args.db}"
+          + (f" · questions {args.positions}" if args.positions else "") + "**\n")
+    print("| k | pass@k (any right among the first k) | majority@k | stored row agrees |")
+    print("|---:|---|---|---:|")
+    for k in ks:
+        any_right = sum(any(rs[:k]) for rs in right)
+        won = [(r, (v := majority(cs[:k], problem)) is not None and task.check(v, r.gold))
+               for r, cs in pools]
+        stored = {(q.question_id, q.seed): q.correct for q in rows
+                  if q.scheme == f"self-consistency@{k}"}
+        agree = [stored[(r.question_id, r.seed)] == ok for r, ok in won
+                 if (r.question_id, r.seed) in stored]
+        print(f"| {k} | {pct(any_right, len(pools))} | {pct(sum(ok for _, ok in won), len(pools))}"
+              f" | {f'{sum(agree)}/{len(agree)}' if agree else '—'} |")
+
+    samples = sum(len(rs) for rs in right)
+    shares = [max((c.votes for c in tally(cs, problem)), default=0) / len(cs) for _, cs in pools]
+    cut = sum(c.meta.get("finish_reason") == "length" for _, cs in pools for c in cs)
+    tokens = [c.tokens for _, cs in pools for c in cs]
+    print(f"\nSingle chains: {pct(sum(map(sum, right)), samples)} right of {samples}; "
+          f"{cut / samples:.1%} cut at max_tokens; {statistics.mean(tokens):.0f} tokens on "
+          f"average. The most common answer holds {statistics.mean(shares):.0%} of a pool's "
+          f"chains on average (median {statistics.median(shares):.0%}).")
+
+    adaptive = {(r.question_id, r.seed): r for r in rows if r.scheme.startswith("adaptive")}
+    paired = [(adaptive[(r.question_id, r.seed)], r) for r, _ in pools
+              if (r.question_id, r.seed) in adaptive]
+    if paired:
+        drawn = Counter(len(chains(a.trace)) for a, _ in paired)
+        a_right = sum(a.correct for a, _ in paired)
+        s_right = sum(s.correct for _, s in paired)
+        ratio = sum(a.completion_tokens for a, _ in paired) / sum(
+            s.completion_tokens for _, s in paired)
+        both = defaultdict(int)
+        for a, s in paired:
+            both[(a.correct, s.correct)] += 1
+        print(f"\nAdaptive on the same {len(paired)} question × seed pools: chains drawn "
+              + ", ".join(f"{k}: {v}" for k, v in sorted(drawn.items()))
+              + f"; accuracy {pct(a_right, len(paired))} vs {args.scheme} "
+              f"{pct(s_right, len(paired))}; tokens {ratio:.0%} of {args.scheme}'s. "
+              f"Right only with adaptive: {both[(1, 0)]}, only with {args.scheme}: "
+              f"{both[(0, 1)]}.")
+
+
+if __name__ == "__main__":
+    main()
