@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -423,6 +423,54 @@ def test_a_failing_question_stops_the_run_and_keeps_finished_rows(tmp_path: Path
     resumed = run_eval(config(tmp_path, schemes=("cot",), resume=True),
                        model_factory=lambda: ScriptedModel(by_index), progress=False)
     assert resumed.resumed + resumed.written == len(GOLDS)
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_resumed_run_reuses_the_samples_a_failed_run_drew(tmp_path: Path,
+                                                            concurrency: int) -> None:
+    """Question 4 fails while drawing samples 2-3 (self-consistency@4, after @2 drew 0-1 for both
+    seeds). The resumed run draws only what is missing, and its rows equal an unbroken run's."""
+    def script(prompt: str, i: int) -> str:
+        if "Question 4:" in prompt and i >= 2:
+            raise RuntimeError("backend fell over")
+        return by_index(prompt, i)
+
+    broken = config(tmp_path, schemes=GRID, share_samples=True, concurrency=concurrency)
+    with pytest.raises(RuntimeError, match="fell over"):
+        run_eval(broken, model_factory=lambda: ScriptedModel(script), progress=False)
+    ids = [f"gsm8k-{i}" for i in range(len(GOLDS))]
+    with Store.read(broken.out) as store:
+        kept = store.samples(ids)
+        rows = [r.question_id for r in store.rows()]
+    assert sorted(sorted(pool) for pool in kept["gsm8k-4"].values()) == [[0, 1], [0, 1]]
+    # Each question needs samples 0-3 of 2 seeds (9 rows: cot + 4 schemes x 2 seeds); the
+    # unfinished ones need only those that were not kept.
+    missing = sum(2 * 4 - sum(map(len, kept.get(q, {}).values()))
+                  for q in ids if rows.count(q) < 9)
+
+    model = ScriptedModel(by_index)
+    run_eval(replace(broken, resume=True), model_factory=lambda: model, progress=False)
+    drawn = sum(req.params.n for call in model.calls for req in call if not req.params.greedy)
+    assert drawn == missing and missing < len(GOLDS) * 2 * 4
+
+    whole = config(tmp_path, schemes=GRID, share_samples=True, out=tmp_path / "whole.db")
+    run_eval(whole, model_factory=lambda: ScriptedModel(by_index), progress=False)
+    assert comparable(stored(broken.out)) == comparable(stored(whole.out))
+
+
+def test_a_file_from_before_samples_and_model_seconds_reads_and_resumes(tmp_path: Path) -> None:
+    cfg = config(tmp_path, schemes=("cot", "self-consistency@2"), limit=2, share_samples=True)
+    run_eval(replace(cfg, limit=1), progress=False)
+    conn = sqlite3.connect(cfg.out)  # as a file written before either existed
+    conn.executescript("DROP TABLE samples; ALTER TABLE results DROP COLUMN model_seconds;")
+    conn.close()
+    with Store.read(cfg.out) as store:
+        assert store.samples(["gsm8k-0"]) == {} and "model_seconds" not in store.columns
+        assert len(list(store.rows())) == 3
+    run_eval(replace(cfg, resume=True), progress=False)
+    with Store.read(cfg.out) as store:
+        assert len(list(store.rows())) == 6 and "model_seconds" in store.columns
+        assert [sorted(p) for p in store.samples(["gsm8k-1"])["gsm8k-1"].values()] == [[0, 1]] * 2
 
 
 def test_zero_concurrency_is_a_config_error(tmp_path: Path) -> None:

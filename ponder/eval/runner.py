@@ -14,7 +14,9 @@ and seeds run in order on it); a batching backend (llama.cpp) decodes their sequ
 which matters most for one-chain schemes: 1 sequence a step uses a CPU far less than 8.
 `--share-samples` gives each question one pool of seeded samples that all its schemes draw from
 (shared.py): self-consistency@4 uses the first 4 of the 16 that self-consistency@16 draws, and
-so on; without it every scheme draws its own samples.
+so on; without it every scheme draws its own samples. Each sample drawn is kept in the store
+as it arrives, so a resumed run finishes the questions a kill interrupted without drawing
+their samples again.
 
 Seeds: seed s (0 ≤ s < --seeds) is the scheme config's `seed`. A greedy scheme (temperature 0,
 i.e. cot by default) gives the same chain for every seed, so it is run once per question and
@@ -29,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from rich.console import Console
 
 from ponder.core.errors import ConfigError, DataError
 from ponder.core.protocols import LanguageModel, ShouldStop
+from ponder.core.types import Completion
 from ponder.eval.shared import SharedSamples
 from ponder.eval.store import Row, Store
 from ponder.schemes import Scheme, get_scheme
@@ -202,12 +206,14 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
         if not todo:
             return outcome
         right = sum(done[job.key] for job in jobs if job.key in done)
+        pools = Pools(store.samples(job.record.id for job in todo) if cfg.share_samples else {},
+                      store.add_sample)
         model = model_factory() if model_factory else load_model(cfg.model, **cfg.model_args)
         try:
             with _progress(progress) as bar:
                 tid = bar.add_task(task.name, total=len(jobs), completed=outcome.resumed,
                                    acc=_accuracy(right, outcome.resumed))
-                for row in _rows(todo, cfg, task, model):
+                for row in _rows(todo, cfg, task, model, pools):
                     store.add(row)  # committed: a kill after this line keeps the row
                     outcome.written += 1
                     right += row.correct
@@ -218,24 +224,47 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
     return outcome
 
 
-def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task,
-          model: LanguageModel) -> Iterator[Row]:
+@dataclass
+class Pools:
+    """The shared-sample pools a run starts from (question id -> pool -> index -> sample) and
+    where it keeps each new sample; `keep` is called on the thread that owns the store."""
+
+    stored: Mapping[str, Mapping[str, Mapping[int, Completion]]]
+    keep: Callable[[str, str, int, Completion], None]
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """A sample drawn on a worker thread, on its way to the store."""
+
+    question_id: str
+    pool: str
+    index: int
+    sample: Completion
+
+
+def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageModel,
+          pools: Pools) -> Iterator[Row]:
     """The rows of `todo` as they finish, `cfg.concurrency` questions at a time. Closing the
-    iterator (an error, Ctrl-C) stops the questions in flight; their rows are not stored."""
+    iterator (an error, Ctrl-C) stops the questions in flight; their rows are not stored (their
+    samples are)."""
     questions: dict[str, list[Job]] = {}
     for job in todo:
         questions.setdefault(job.record.id, []).append(job)
     stop = threading.Event()
     if cfg.concurrency == 1:
         for jobs in questions.values():
-            yield from _question(jobs, cfg, task, model, stop)
+            yield from _question(jobs, cfg, task, model, stop, pools.stored.get(jobs[0].record.id),
+                                 partial(pools.keep, jobs[0].record.id))
         return
     done = object()
-    results: queue.Queue[Row | BaseException | object] = queue.Queue()
+    results: queue.Queue[Row | _Sample | BaseException | object] = queue.Queue()
 
     def work(jobs: list[Job]) -> None:
+        q = jobs[0].record.id
         try:
-            for row in _question(jobs, cfg, task, model, stop):
+            for row in _question(jobs, cfg, task, model, stop, pools.stored.get(q),
+                                 lambda *sample: results.put(_Sample(q, *sample))):
                 results.put(row)
         except BaseException as e:  # handed to the main thread, which raises it
             results.put(e)
@@ -253,6 +282,8 @@ def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task,
                 left -= 1
             elif isinstance(item, BaseException):
                 raise item
+            elif isinstance(item, _Sample):
+                pools.keep(item.question_id, item.pool, item.index, item.sample)
             else:
                 assert isinstance(item, Row)
                 yield item
@@ -262,9 +293,12 @@ def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task,
 
 
 def _question(jobs: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageModel,
-              stop: threading.Event) -> Iterator[Row]:
-    """One question's jobs in grid order, on one sample pool with --share-samples."""
-    lm: LanguageModel = SharedSamples(model) if cfg.share_samples else model
+              stop: threading.Event, stored: Mapping[str, Mapping[int, Completion]] | None,
+              keep: Callable[[str, int, Completion], None]) -> Iterator[Row]:
+    """One question's jobs in grid order, on one sample pool with --share-samples (started
+    from `stored`; each new sample goes to `keep`)."""
+    lm: LanguageModel = (SharedSamples(model, stored=stored, on_sample=keep)
+                         if cfg.share_samples else model)
     for job in jobs:
         if stop.is_set():
             return

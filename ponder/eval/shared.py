@@ -18,13 +18,19 @@ if it had generated them.
 Only seeded, sampled requests without top-logprob alternatives are shared; anything else goes
 straight to the model. Generated samples always carry token logprobs, so best-of-n's
 confidence scorer can use a sample first drawn for self-consistency.
+
+A pool can outlive its process: `on_sample` is told of every sample drawn (the eval store keeps
+them) and `stored` starts a pool with the samples an earlier, killed run drew, so a resumed
+question draws only what it still lacks. Pools are named by `pool_key`, a hash of what decides
+a sample's text apart from its index.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from ponder.core.protocols import LanguageModel, OnText, ShouldStop
@@ -35,11 +41,15 @@ from ponder.models.wrap import Wrapper
 class SharedSamples(Wrapper):
     """A LanguageModel that hands out each (prompt, settings, seed, sample index) once drawn."""
 
-    def __init__(self, model: LanguageModel) -> None:
+    def __init__(self, model: LanguageModel, *,
+                 stored: Mapping[str, Mapping[int, Completion]] | None = None,
+                 on_sample: Callable[[str, int, Completion], None] | None = None) -> None:
         super().__init__(model)
         self.generated = 0  # samples this pool generated
         self.served = 0  # samples it returned (generated or reused)
-        self._pool: dict[str, dict[int, Completion]] = {}
+        self._pool: dict[str, dict[int, Completion]] = {
+            key: dict(samples) for key, samples in (stored or {}).items()}
+        self._on_sample = on_sample
         self._lock = threading.Lock()
 
     def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,
@@ -50,7 +60,7 @@ class SharedSamples(Wrapper):
             if p.seed is None or p.greedy or (p.logprobs or 0) > 0:
                 out += self.model.generate([req], on_text=on_text, should_stop=should_stop)
                 continue
-            key = _key(req)
+            key = pool_key(req)
             wanted = range(p.first_sample, p.first_sample + p.n)
             with self._lock:
                 have = self._pool.setdefault(key, {})
@@ -61,10 +71,13 @@ class SharedSamples(Wrapper):
                 [got] = self.model.generate([replace(req, params=draw)], on_text=on_text,
                                             should_stop=should_stop)
                 with self._lock:
-                    for i, c in zip(range(lo, hi), got, strict=True):
-                        if c.finish_reason != "cancelled":
-                            have.setdefault(i, c)
+                    new = [(i, c) for i, c in zip(range(lo, hi), got, strict=True)
+                           if c.finish_reason != "cancelled" and i not in have]
+                    have.update(new)
                     self.generated += len(got)
+                if self._on_sample is not None:
+                    for i, c in new:
+                        self._on_sample(key, i, c)
                 by_index = dict(zip(range(lo, hi), got, strict=True))
             else:
                 by_index = {}
@@ -80,8 +93,9 @@ class SharedSamples(Wrapper):
         self._pool.clear()
 
 
-def _key(req: GenerationRequest) -> str:
-    """Everything that decides sample i's text, apart from i."""
+def pool_key(req: GenerationRequest) -> str:
+    """A hash of everything that decides sample i's text, apart from i."""
     p = replace(req.params, n=1, first_sample=0, logprobs=None)
     prompt = req.prefix if req.prefix is not None else [dict(m) for m in req.messages or ()]
-    return json.dumps([prompt, repr(p)], sort_keys=True)
+    text = json.dumps([prompt, repr(p)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -1,6 +1,6 @@
 """The results store: one SQLite file per evaluation run, safe to kill at any moment.
 
-Two tables of facts and one of history:
+Three tables of facts and one of history:
 
     meta(key, value)      what was evaluated: model, model args, task, split, data, settings,
                           plus the first command line, ponder version and machine (JSON values)
@@ -8,6 +8,10 @@ Two tables of facts and one of history:
                           resumed run records every process that wrote to the file
     results(...)          one row per (question id × scheme spec × seed), PRIMARY KEY on those
                           three, so a resumed run can never write a row twice
+    samples(...)          with --share-samples, every sample drawn into a question's pool, so a
+                          resumed run reuses the samples of questions it had not finished
+                          instead of drawing them again (a pool is the hash of what decides a
+                          sample's text apart from its index: prompt, sampling settings, seed)
 
 Durability: WAL journal with `synchronous=FULL`, and every result row committed in its own
 transaction. With WAL, a commit appends the row's pages to the -wal file; the database file is
@@ -25,12 +29,13 @@ import platform
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ponder.core.errors import DataError, PonderError
+from ponder.core.types import Completion
 
 SCHEMA_VERSION = 1
 # Meta keys that define *what* is evaluated: a resumed run must match them exactly.
@@ -58,7 +63,13 @@ CREATE TABLE IF NOT EXISTS results (
     created TEXT NOT NULL,
     model_seconds REAL,                  -- Usage.model_seconds; NULL in files before it
     PRIMARY KEY (question_id, scheme, seed));
+CREATE TABLE IF NOT EXISTS samples (
+    question_id TEXT NOT NULL, pool TEXT NOT NULL, idx INTEGER NOT NULL,
+    completion TEXT NOT NULL,            -- ponder.core.types.Completion, JSON
+    PRIMARY KEY (question_id, pool, idx));
 """
+REQUIRED = {"meta", "sessions", "results"}  # `samples` came later: older files lack it
+TABLES = REQUIRED | {"samples"}
 
 
 class StoreExists(PonderError):
@@ -127,16 +138,15 @@ class Store:
     def _connect(cls, path: Path, *, write: bool) -> Store:
         # isolation_level=None: autocommit, so each INSERT is its own transaction.
         conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-        ours = {"meta", "sessions", "results"}
         try:
             tables = {name for (name,) in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if write and tables <= ours:  # a new file, or one of ours: never another app's
+            if write and tables <= TABLES:  # a new file, or one of ours: never another app's
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.executescript(_SCHEMA)
-                tables = ours
-            if not ours <= tables:
+                tables = TABLES
+            if not tables >= REQUIRED:
                 raise sqlite3.DatabaseError("it has no results table")
             columns = {c for (_, c, *_) in conn.execute("PRAGMA table_info(results)")}
             if write and "model_seconds" not in columns:  # written before the column existed
@@ -232,6 +242,27 @@ class Store:
         """The keys already stored (what a resumed run skips), each with its `correct`."""
         return {(q, s, int(seed)): int(ok) for q, s, seed, ok in self.conn.execute(
             "SELECT question_id, scheme, seed, correct FROM results")}
+
+    def add_sample(self, question_id: str, pool: str, index: int, sample: Completion) -> None:
+        """Keep one sample of a question's shared pool, committed on return."""
+        self.conn.execute("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?)",
+                          (question_id, pool, index, json.dumps(asdict(sample))))
+
+    def samples(self, question_ids: Iterable[str]) -> dict[str, dict[str, dict[int, Completion]]]:
+        """The stored pools of these questions: question id -> pool -> sample index -> sample."""
+        out: dict[str, dict[str, dict[int, Completion]]] = {}
+        if "samples" not in self.tables():
+            return out
+        for q in set(question_ids):
+            for pool, index, text in self.conn.execute(
+                    "SELECT pool, idx, completion FROM samples WHERE question_id = ?", (q,)):
+                out.setdefault(q, {}).setdefault(pool, {})[int(index)] = Completion(
+                    **json.loads(text))
+        return out
+
+    def tables(self) -> set[str]:
+        return {name for (name,) in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def rows(self, *, traces: bool = True) -> Iterator[Row]:
         """All rows in question order; `traces=False` leaves traces out (reports do not need
