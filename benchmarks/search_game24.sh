@@ -4,13 +4,16 @@
 # Resumable: run it again to continue. Budgets (completion tokens per puzzle, all calls counted,
 # judge and value calls included): chains 512 each; beam/mcts/tot 8192 (caps: each stops
 # earlier once it has answers). --share-samples: best-of-n@8 scores self-consistency@8's chains.
+# cache_prompts=128: each expansion continues its parent's kept KV only while the parent is still
+# held; beam@4 keeps 16 children a depth, and 8 questions run at once, so the default 8 holders
+# would evict most parents before they are expanded (4 GB of KV at n_ctx 2048: 160 streams).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/search_game24.db}
 resume=$([[ -s $out ]] && echo --resume || true)
 uptime
 .venv/bin/ponder eval game24 --data ../shared/data/game24.jsonl --start 900 --limit 100 \
-  --model default --model-arg n_seq_max=32 --model-arg n_ctx=2048 --concurrency 8 --share-samples \
+  --model default --model-arg n_seq_max=32 --model-arg n_ctx=2048 --model-arg cache_prompts=128 --concurrency 8 --share-samples \
   --schemes "cot:max_tokens=512,self-consistency@8:max_tokens=512,best-of-n@8:max_tokens=512,beam@4:expansions=4:scorer=rule:token_budget=8192,mcts@32:scorer=rule:token_budget=8192,tot:token_budget=8192" \
   --seeds 1 --out "$out" $resume
 uptime

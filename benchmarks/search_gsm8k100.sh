@@ -7,6 +7,9 @@
 # Budgets: completion tokens per question, judge calls included, 4096 for each search scheme
 # (a cap: beam stops once n paths have answers, so it usually spends less).
 # Resumable: run it again to continue.
+# cache_prompts=128: each expansion continues its parent's kept KV only while the parent is still
+# held; beam@4 keeps 16 children a depth, and 8 questions run at once, so the default 8 holders
+# would evict most parents before they are expanded (4 GB of KV at n_ctx 2048: 160 streams).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/search_gsm8k100.db}
@@ -14,7 +17,7 @@ chains=${CHAINS:-runs/gsm8k_test200.db}
 resume=$([[ -s $out ]] && echo --resume || true)
 uptime
 .venv/bin/ponder eval gsm8k --split test --data ../shared/data/gsm8k_test.jsonl --limit 100 \
-  --model default --model-arg n_seq_max=32 --model-arg n_ctx=2048 --concurrency 8 \
+  --model default --model-arg n_seq_max=32 --model-arg n_ctx=2048 --model-arg cache_prompts=128 --concurrency 8 \
   --schemes "beam@4:expansions=4:token_budget=4096,mcts@16:token_budget=4096,tot:generator=sample:max_depth=8:token_budget=4096" \
   --seeds 1 --out "$out" $resume
 uptime
