@@ -4,8 +4,12 @@
 # self-consistency@4/8/16, best-of-n@8) are not run again: issue 3's run (gsm8k_test200.sh, the
 # same model, prompt and sampling) holds them for these questions, and the report joins the two
 # files on the first 100 questions.
-# Budgets: completion tokens per question, judge calls included, 4096 for each search scheme
-# (a cap: beam stops once n paths have answers, so it usually spends less).
+# Budgets (completion tokens per question, judge and value calls included) near
+# self-consistency@8's spend (~2,500): beam@4 with 2 expansions a beam (8 new steps a depth) and
+# mcts@16 (3 children an expansion) capped at 4096, tot (3 states kept, 3 sampled steps each,
+# one 48-token value reply per state) at 6144: ToT's own settings (5 states x 5 steps of ~50
+# tokens, 3 value replies of up to 96 tokens each) could spend up to ~8,000 tokens a depth (an
+# estimate from the settings), so a GSM8K chain of 5-8 steps would not finish.
 # Resumable: run it again to continue.
 # cache_prompts=128: each expansion continues its parent's kept KV only while the parent is still
 # held; beam@4 keeps 16 children a depth, and 8 questions run at once, so the default 8 holders
@@ -18,7 +22,7 @@ resume=$([[ -s $out ]] && echo --resume || true)
 uptime
 .venv/bin/ponder eval gsm8k --split test --data ../shared/data/gsm8k_test.jsonl --limit 100 \
   --model default --model-arg n_seq_max=32 --model-arg n_ctx=2048 --model-arg cache_prompts=128 --concurrency 8 \
-  --schemes "beam@4:expansions=4:token_budget=4096,mcts@16:token_budget=4096,tot:generator=sample:max_depth=8:token_budget=4096" \
+  --schemes "beam@4:expansions=2:token_budget=4096,mcts@16:token_budget=4096,tot:generator=sample:n=3:n_generate=3:n_evaluate=1:value_tokens=48:max_depth=8:token_budget=6144" \
   --seeds 1 --out "$out" $resume
 uptime
 .venv/bin/ponder report "$chains" "$out" --positions :100 --markdown \
