@@ -6,7 +6,7 @@
 # earlier once it has answers). ToT keeps 3 states a depth with one 64-token value reply per
 # state (the paper keeps 5 and asks 3 replies of up to 96 tokens per state: by the settings'
 # arithmetic several times this cap). --share-samples: best-of-n@8 scores self-consistency@8's
-# chains. To check on a few puzzles before the full run: --limit 3 and OUT=/tmp/smoke.db.
+# chains. A smoke run on a few puzzles: LIMIT=3 OUT=/tmp/smoke.db benchmarks/search_game24.sh
 # cache_prompts=128: each expansion continues its parent's kept KV only while the parent is still
 # held; beam@4 keeps 16 children a depth, and 8 questions run at once, so the default 8 holders
 # would evict most parents before they are expanded (4 GB of KV at n_ctx 2048: 160 streams).
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-runs/search_game24.db}
 resume=$([[ -s $out ]] && echo --resume || true)
 uptime
-.venv/bin/ponder eval game24 --data ../shared/data/game24.jsonl --start 900 --limit 100 \
+.venv/bin/ponder eval game24 --data ../shared/data/game24.jsonl --start 900 --limit "${LIMIT:-100}" \
   --model default --model-arg n_seq_max=32 --model-arg n_ctx=2048 --model-arg cache_prompts=128 --concurrency 8 --share-samples \
   --schemes "cot:max_tokens=512,self-consistency@8:max_tokens=512,best-of-n@8:max_tokens=512,beam@4:expansions=4:scorer=rule:token_budget=8192,mcts@32:scorer=rule:token_budget=8192,tot:n=3:n_evaluate=1:value_tokens=64:token_budget=8192" \
   --seeds 1 --out "$out" $resume

@@ -10,7 +10,7 @@
 # one 48-token value reply per state) at 6144: ToT's own settings (5 states x 5 steps of ~50
 # tokens, 3 value replies of up to 96 tokens each) could spend up to ~8,000 tokens a depth (an
 # estimate from the settings), so a GSM8K chain of 5-8 steps would not finish.
-# Resumable: run it again to continue.
+# Resumable: run it again to continue. A smoke run: LIMIT=3 OUT=/tmp/smoke.db CHAINS=... $0
 # cache_prompts=128: each expansion continues its parent's kept KV only while the parent is still
 # held; beam@4 keeps 16 children a depth, and 8 questions run at once, so the default 8 holders
 # would evict most parents before they are expanded (4 GB of KV at n_ctx 2048: 160 streams).
@@ -20,7 +20,7 @@ out=${OUT:-runs/search_gsm8k100.db}
 chains=${CHAINS:-runs/gsm8k_test200.db}
 resume=$([[ -s $out ]] && echo --resume || true)
 uptime
-.venv/bin/ponder eval gsm8k --split test --data ../shared/data/gsm8k_test.jsonl --limit 100 \
+.venv/bin/ponder eval gsm8k --split test --data ../shared/data/gsm8k_test.jsonl --limit "${LIMIT:-100}" \
   --model default --model-arg n_seq_max=32 --model-arg n_ctx=2048 --model-arg cache_prompts=128 --concurrency 8 \
   --schemes "beam@4:expansions=2:token_budget=4096,mcts@16:token_budget=4096,tot:generator=sample:n=3:n_generate=3:n_evaluate=1:value_tokens=48:max_depth=8:token_budget=6144" \
   --seeds 1 --out "$out" $resume
