@@ -10,7 +10,7 @@
 # one 48-token value reply per state) at 6144: ToT's own settings (5 states x 5 steps of ~50
 # tokens, 3 value replies of up to 96 tokens each) could spend up to ~8,000 tokens a depth (an
 # estimate from the settings), so a GSM8K chain of 5-8 steps would not finish.
-# Resumable: run it again to continue. A smoke run: LIMIT=3 OUT=/tmp/smoke.db CHAINS=... $0
+# Resumable: run it again to continue. A smoke run: LIMIT=3 OUT=/tmp/smoke.db benchmarks/search_gsm8k100.sh
 # cache_prompts=128: each expansion continues its parent's kept KV only while the parent is still
 # held; beam@4 keeps 16 children a depth, and 8 questions run at once, so the default 8 holders
 # would evict most parents before they are expanded (4 GB of KV at n_ctx 2048: 160 streams).
