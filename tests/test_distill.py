@@ -21,6 +21,7 @@ transformers = pytest.importorskip("transformers")
 datasets = pytest.importorskip("datasets")
 
 import typer  # noqa: E402
+from tiny_hf import tiny_llama_config  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from ponder.core.errors import ConfigError, DataError, UnknownName  # noqa: E402
@@ -156,18 +157,14 @@ CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['cont
 
 def word_tokenizer() -> Any:
     """A word-level stand-in for machines without the SmolLM2 package."""
-    tokenizers = pytest.importorskip("tokenizers")
+    pytest.importorskip("tokenizers")
+    from tiny_hf import word_tokenizer as build  # needs tokenizers
+
     words = {w for chain in [CLIPS, WAGE, *CHAINS[CLIPS], *CHAINS[WAGE],
                              GSM8K.instruction] for w in chain.replace("\\", " ").split()}
     special = ["<pad>", "<|im_start|>", "<|im_end|>", "<unk>"]
-    vocab = {w: i for i, w in enumerate(special + sorted(words) + list("0123456789"))}
-    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<pad>", unk_token="<unk>",
-        additional_special_tokens=["<|im_start|>"])
-    fast.chat_template = CHATML
-    return fast
+    return build(special + sorted(words) + list("0123456789"), bos=None, eos="<|im_end|>",
+                 specials=["<|im_start|>"], chat_template=CHATML)
 
 
 @pytest.fixture(scope="module")
@@ -190,11 +187,8 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_student(tokenizer_dir: Path) -> tuple[Any, Any]:
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id)
+    config = tiny_llama_config(tokenizer, tie_word_embeddings=True,
+                               eos_token_id=tokenizer.eos_token_id)
     return transformers.AutoModelForCausalLM.from_config(config), tokenizer
 
 

@@ -1,8 +1,7 @@
 """PRM / ORM scorers on tiny random models saved to disk, read back through `get_scorer`.
 
-The models are 2-layer Llamas with a word-level tokenizer built here (no weights to download).
-Llama, not Qwen2: transformers 5 loads a qwen2 checkpoint's tokenizer as Qwen2Tokenizer, which
-rebuilds a byte-level BPE pipeline and so drops a word-level vocabulary.
+The models are 2-layer Llamas with a word-level tokenizer (tests/tiny_hf.py; no weights to
+download).
 
 Each format is checked against a forward pass written out here by hand from its reference
 recipe (TRL's PRMTrainer layout, Math-Shepherd's tags, a sequence classifier's pooled logits),
@@ -18,7 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("tokenizers")
+
+from tiny_hf import tiny_llama_config, word_tokenizer  # noqa: E402
 
 from ponder.core.errors import ConfigError, ModelNotFound, UnknownName  # noqa: E402
 from ponder.core.problem import Problem  # noqa: E402
@@ -34,28 +35,14 @@ BAD = ["add the numbers", "we get 6 wrong"]
 
 
 def make_tokenizer() -> Any:
-    """A word-level tokenizer with a BOS post-processor; "\\n" is an added token so the TRL
-    default separator survives pre-tokenization."""
-    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS)}
-    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tok.post_processor = tokenizers.processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        unk_token="<unk>", additional_special_tokens=["<extra_0>"])
-    fast.add_tokens([tokenizers.AddedToken("\n", normalized=False)])
-    return fast
+    """BOS added; "\\n" an added token so the TRL default separator survives pre-tokenization."""
+    return word_tokenizer(SPECIAL + WORDS, specials=["<extra_0>"], newline=True)
 
 
 def save(tmp: Path, name: str, auto_class: Any, **config: Any) -> Path:
     torch.manual_seed(0)
     tokenizer = make_tokenizer()
-    cfg = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        initializer_range=0.5, pad_token_id=tokenizer.pad_token_id, **config)
-    model = auto_class.from_config(cfg)
+    model = auto_class.from_config(tiny_llama_config(tokenizer, initializer_range=0.5, **config))
     path = tmp / name
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -18,8 +18,10 @@ import pytest
 pytest.importorskip("accelerate")  # transformers.Trainer needs it
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("tokenizers")
 datasets = pytest.importorskip("datasets")
+
+from tiny_hf import tiny_llama_config, word_tokenizer  # noqa: E402
 
 from ponder.core.errors import ConfigError, DataError  # noqa: E402
 from ponder.models.fake import ASSISTANT, ScriptedModel  # noqa: E402
@@ -152,28 +154,11 @@ WORDS = ["what", "is", "two", "plus", "three", "?", "we", "add", "and", "so", "g
          "the", "answer", "5", "6", "them", "no", "gold", "here"]
 
 
-def make_tokenizer() -> Any:
-    """Word-level, BOS added, "\\n" an added token so TRL's default separator survives (as in
-    tests/test_prm.py)."""
-    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", "\n", *WORDS])}
-    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tok.post_processor = tokenizers.processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        unk_token="<unk>")
-    fast.add_tokens([tokenizers.AddedToken("\n", normalized=False)])
-    return fast
-
-
 def tiny_causal() -> tuple[Any, Any]:
+    """BOS added; "\\n" an added token so TRL's default separator survives (as in test_prm)."""
     torch.manual_seed(0)
-    tokenizer = make_tokenizer()
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id)
+    tokenizer = word_tokenizer(["<pad>", "<s>", "</s>", "<unk>", "\n", *WORDS], newline=True)
+    config = tiny_llama_config(tokenizer, max_position_embeddings=128)
     return transformers.AutoModelForCausalLM.from_config(config), tokenizer
 
 

@@ -12,7 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("tokenizers")
+
+from tiny_hf import tiny_llama_config, word_tokenizer  # noqa: E402
 
 from ponder.core.types import Completion, GenerationRequest, SamplingParams, user  # noqa: E402
 from ponder.models.catalog import load_model  # noqa: E402
@@ -28,26 +30,15 @@ CHAT = user("what is two plus three")
 
 
 def make_tokenizer() -> Any:
-    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", *ROLES, *WORDS])}
-    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = tokenizers.processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
-    tok.decoder = tokenizers.decoders.WordPiece(prefix="##")  # joins words with spaces
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        unk_token="<unk>", additional_special_tokens=ROLES)
-    fast.chat_template = TEMPLATE
-    return fast
+    return word_tokenizer(["<pad>", "<s>", "</s>", "<unk>", *ROLES, *WORDS], specials=ROLES,
+                          split_punctuation=False, spaced_decode=True, chat_template=TEMPLATE)
 
 
 def make_model(tokenizer: Any) -> Any:
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = tiny_llama_config(tokenizer, initializer_range=0.5,
+                               bos_token_id=tokenizer.bos_token_id,
+                               eos_token_id=tokenizer.eos_token_id)
     return transformers.AutoModelForCausalLM.from_config(config).eval()
 
 
