@@ -8,12 +8,16 @@ completion. A grid of those five schemes then generates 16 chains per question a
 instead of up to 52.
 
 This is the "subsample from one pool" estimator used to draw accuracy-vs-samples curves
-(e.g. Wang et al. 2023, Fig. 3): each scheme still sees exactly the samples it would draw
-alone (in the llama.cpp backend a seeded sample does not depend on what else is in its batch,
-tests/test_llamacpp.py::test_seeds), so each scheme's accuracy is unchanged in distribution;
-schemes compared on the same seed are paired, which narrows the uncertainty of their
-differences. Every row still counts the tokens and model seconds of all samples it uses, as
-if it had generated them.
+(e.g. Wang et al. 2023, Fig. 3): each scheme sees samples drawn exactly as it would draw them
+alone (sample i of seed s, from its own generator), so its accuracy is unchanged in
+distribution; schemes compared on the same seed are paired, which narrows the uncertainty of
+their differences. Paired, not identical to separate runs: in the llama.cpp backend a seeded
+sample does not depend on the *content* of the rest of the batch (tests/test_llamacpp.py::
+test_seeds), but llama.cpp's arithmetic depends a little on the batch's *shape*, so a long
+chain drawn again in another batch can take another token somewhere and diverge (the GSM8K
+run of docs/results/ regenerated 4 of 23 four-sample draws in another process with one chain
+of the four different). Every row still counts the tokens and model seconds of all samples it
+uses, as if it had generated them.
 
 Only seeded, sampled requests without top-logprob alternatives are shared; anything else goes
 straight to the model. Generated samples always carry token logprobs, so best-of-n's
