@@ -13,7 +13,7 @@ alone (sample i of seed s, from its own generator), so its accuracy is unchanged
 distribution; schemes compared on the same seed are paired, which narrows the uncertainty of
 their differences. Paired, not identical to separate runs: in the llama.cpp backend a seeded
 sample does not depend on the *content* of the rest of the batch (tests/test_llamacpp.py::
-test_seeds), but llama.cpp's arithmetic depends a little on the batch's *shape*, and at
+test_seeds), but its logits are not bit-for-bit repeatable across batches, and at
 temperature 0.7 a small change in the logits sometimes moves a draw: a chain drawn again in
 another batch can diverge (in the GSM8K run of docs/eval.md, 122 of 172 chains drawn again in
 a later process differed, most within their first ~60 tokens). Every row still counts the
