@@ -238,9 +238,9 @@ def test_stop_strings(smol):
 def test_seeds(smol):
     """Sample i of a request draws from its own generator, seeded from (seed, i), and in
     separate KV streams (the default) its logits do not depend on what the rest of the batch
-    holds, so other requests, even ones that end early, do not change it. (The batch's *size*
-    can still move llama.cpp's arithmetic a little: long chains drawn again in batches of other
-    sizes may diverge, docs/eval.md.)"""
+    holds, so other requests, even ones that end early, do not change it here. (Logits are
+    not bit-for-bit repeatable across batches, though: long sampled chains drawn again in other
+    batches often diverge somewhere, docs/eval.md.)"""
     sampled = dict(temperature=1.0, top_p=0.95, top_k=40, max_tokens=24, ignore_eos=True)
     a = smol.generate([req(n=3, seed=7, **sampled)])[0]
     assert [c.text for c in smol.generate([req(n=3, seed=7, **sampled)])[0]] == [c.text for c in a]
