@@ -228,6 +228,14 @@ def test_report_numbers_on_a_hand_made_db(hand_db: Path) -> None:
     assert (sc.family, sc.size) == ("self-consistency", 4)
 
 
+def test_cost_is_relative_to_cot_run_with_settings(hand_db: Path) -> None:
+    # `cot:max_tokens=512` is still the baseline when no plain `cot` was run.
+    rows = [replace(r, scheme="cot:max_tokens=512") if r.scheme == "cot" else r
+            for r in stored(hand_db)]
+    cot, sc = summarize(rows, order=["cot:max_tokens=512", "self-consistency@4"])
+    assert (cot.tokens_vs_cot, sc.tokens_vs_cot) == (1.0, 4.0)
+
+
 def test_bootstrap_resamples_questions_and_is_reproducible(hand_db: Path) -> None:
     first = summarize(stored(hand_db), ci="bootstrap")
     again = summarize(stored(hand_db), ci="bootstrap")

@@ -15,7 +15,7 @@ discarded samples included) and seconds. Seconds are model time where the backen
 (llama.cpp: each batched step's time shared among its sequences, plus prefills), because an
 eval that runs several questions at once, or shares samples between schemes, makes a row's
 wall time mean little; otherwise wall time. `vs cot` is a scheme's mean completion tokens over
-cot's.
+cot's (over `cot` with settings, such as `cot:max_tokens=512`, where no plain `cot` was run).
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ def summarize(rows: Iterable[Row], *, ci: str = "wilson",
         by_scheme[r.scheme].append(r)
     names = [s for s in order if s in by_scheme] + sorted(set(by_scheme) - set(order))
     out = [_summary(name, by_scheme[name], CI_METHODS[ci]) for name in names]
-    cot = next((s for s in out if s.scheme == "cot"), None)
+    cot = next((s for s in out if s.scheme == "cot"), None)  # else cot with settings
+    cot = cot or next((s for s in out if s.family == "cot"), None)
     for s in out:
         if cot is not None and cot.mean_completion_tokens > 0:
             s.tokens_vs_cot = s.mean_completion_tokens / cot.mean_completion_tokens
