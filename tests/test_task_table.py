@@ -29,8 +29,13 @@ def test_every_task_renders_reads_and_builds_a_problem(name: str) -> None:
     question, gold, completion = SAMPLES.get(name, DEFAULT_SAMPLE)
     messages = task.render(question)
     assert messages[-1] == {"role": "user", "content": task.prompt(question)}
-    if task.instruction:
-        assert "\\boxed{}" in messages[0]["content"]
+    shots = [m for q, a in task.shots for m in ({"role": "user", "content": q},
+                                                 {"role": "assistant", "content": a})]
+    assert list(messages[-1 - len(shots):-1]) == shots  # worked examples: earlier turns
+    if name == "game24":  # Tree of Thoughts' chain-of-thought prompt, five worked puzzles
+        assert len(shots) == 10 and "obtain 24" in messages[0]["content"]
+    elif task.instruction:
+        assert "\\boxed{}" in messages[0]["content"] and len(messages) == 2
     else:  # arith: no system message, as GRPO trains on it
         assert len(messages) == 1
     problem = task.problem(Record(id="q1", question=question, gold=gold))

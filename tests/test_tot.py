@@ -184,10 +184,21 @@ PARTIAL = [
     ("good-step", "4 4 6 8", "4 + 8 = 12 (left: 4 6 12)\n", True),
     ("dead-end", "4 4 6 8", "4 - 4 = 0 (left: 0 6 8)\n", False),
     ("one-one", "4 4 6 8", "... (left: 1 1)\n", False),
-    ("reached", "4 4 6 8", "a\nb\n2 * 12 = 24 (left: 24)\n", True),
-    ("last-left-counts", "4 4 6 8", "(left: 4 6 12)\n(left: 14)\n", False),
+    ("reached", "4 4 6 8", "Steps:\n4 + 8 = 12 (left: 4 6 12)\n6 - 4 = 2 (left: 2 12)\n"
+     "2 * 12 = 24 (left: 24)\n", True),
+    ("prose-between", "4 4 6 8", "4 + 8 = 12 (left: 4 6 12)\nso\n6 - 4 = 2 (left: 2 12)\n", True),
+    ("unicode-operators", "4 4 6 8", "6 − 4 = 2 (left: 2 4 8)\n8 − 2 = 6 (left: 4 6)\n"
+     "6 × 4 = 24 (left: 24)\n", True),
+    ("a-number-not-left", "4 5 6 10", "10 / 2 = 5 (left: 5 6 10)\n", False),
+    ("wrong-arithmetic", "4 4 6 9", "9 - 6 = 3.5 (left: 3.5 4 4)\n", False),
+    ("wrong-left-list", "4 5 6 10", "5 + 4 = 9 (left: 5 6 9)\n", False),
+    ("number-used-up", "4 4 6 8", "4 + 8 = 12 (left: 4 6 12)\n8 + 6 = 14 (left: 4 14)\n", False),
+    ("steps-from-nowhere", "4 4 6 8", "a\nb\n2 * 12 = 24 (left: 24)\n", False),
+    ("left-without-a-step", "4 4 6 8", "(left: 4 6 12)\n", False),
+    ("divide-by-zero", "4 4 6 8", "4 - 4 = 0 (left: 0 6 8)\n6 / 0 = 6\n", False),
     ("fractions", "3 3 8 8", "8 / 3 = 8/3 (left: 3 8 8/3)\n", True),
     ("exact-not-rounded", "3 3 8 8", "8 / 3 = 2.67 (left: 3 8 2.67)\n", False),
+    ("negative", "1 2 3 9", "1 - 2 = -1 (left: 3 9 -1)\n", True),  # 3 * (9 + -1) = 24
     ("too-many-numbers", "4 4 6 8", "(left: 4 4 6 8 1)\n", False),
     ("no-numbers", "4 4 6 8", "(left: )\n", False),
     ("unsolvable-puzzle", "1 1 1 1", "", False),

@@ -247,7 +247,8 @@ class Result:
         }
 
 
-def user(content: str, system: str | None = None) -> tuple[Message, ...]:
-    """The common one-question chat."""
+def user(content: str, system: str | None = None,
+         before: Sequence[Message] = ()) -> tuple[Message, ...]:
+    """The common one-question chat: an optional system message, earlier turns, the question."""
     head: Sequence[Message] = [{"role": "system", "content": system}] if system else []
-    return (*head, {"role": "user", "content": content})
+    return (*head, *before, {"role": "user", "content": content})

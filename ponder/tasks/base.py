@@ -75,6 +75,8 @@ class Task:
     gold_of: Callable[[Any], str | None] = as_text  # raw answer value -> gold (GSM8K: after ####)
     prompt: Callable[[str], str] = _same  # question -> user message (Game of 24 words it)
     instruction: str = BOXED_INSTRUCTION  # the system message
+    # Worked examples, asked and answered as earlier turns of the chat: (user, assistant) pairs
+    shots: tuple[tuple[str, str], ...] = ()
     step_delimiter: str = "\n\n"  # where tree schemes cut a chain into steps
     data_file: str | None = None  # the file's name in a data directory, e.g. gsm8k_test.jsonl
     path: Path | None = None  # where `load()` reads when given no source (jsonl_task sets it)
@@ -90,8 +92,11 @@ class Task:
     # --- answers: what schemes and evaluation call ----------------------------------------------
 
     def render(self, question: str) -> tuple[Message, ...]:
-        """The chat prompt for one question."""
-        return user(self.prompt(question), system=self.instruction or None)
+        """The chat prompt for one question: the system message, the worked examples as earlier
+        turns, then the question."""
+        shots = [m for q, a in self.shots for m in ({"role": "user", "content": q},
+                                                     {"role": "assistant", "content": a})]
+        return user(self.prompt(question), system=self.instruction or None, before=shots)
 
     def extract(self, text: str) -> str | None:
         return self.rules.extract(text)

@@ -6,12 +6,16 @@ calls `eval`: the text is parsed with `ast` and only integer literals, the four 
 and parentheses are allowed; arithmetic is exact (`fractions.Fraction`), so `8 / (3 - 8 / 3)` is
 24 and a float near 24 is not. Unary minus is not an operation of the game and is rejected.
 
-Steps are lines ("4 + 8 = 12 (left: 6 8 12)" in the paper), so `step_delimiter` is "\n".
+The prompt is the paper's chain-of-thought prompt (five worked puzzles, then the puzzle; no system
+message), as its CoT and self-consistency baselines ask it. So every scheme writes steps as
+lines, "4 + 8 = 12 (left: 4 6 12)", then "Answer: (6 - 4) * (4 + 8) = 24"; `step_delimiter` is
+"\n".
 
 Gold-free checks (`Problem.verify`, `Problem.partial`): `verify` is `solves` against the
-question's own numbers; `partial` reads the numbers a path of steps leaves (after its last
-"left:") and searches exactly, over every pair and operation in fractions, whether they can
-still make 24. Tree searches use them to prune dead branches without asking the model.
+question's own numbers; `partial` replays a path's steps from the puzzle's numbers (each must
+take two numbers still left, be exact arithmetic, and leave what its "left:" says) and searches
+exactly, over every pair and operation in fractions, whether what is left can still make 24.
+Tree searches use them to prune dead branches without asking the model.
 
 The Tree-of-Thoughts prompts for this task (propose, value, value of the last step, and the
 chain-of-thought prompt that writes the final answer) are at the end, verbatim from
@@ -49,14 +53,18 @@ _ALLOWED = re.compile(r"^[\d\s+\-*/()]+$")
 def expression_of(answer: str) -> str:
     r"""The arithmetic in an answer: LaTeX operators made Python's, `\frac{a}{b}` -> `(a)/(b)`,
     and a trailing `= 24` (or leading `24 =`) dropped."""
-    s = answer
-    for symbol, replacement in _SYMBOLS:
-        s = s.replace(symbol, replacement)
+    s = _symbols_to_python(answer)
     while (m := _FRAC.search(s)) is not None:
         s = s[: m.start()] + f"({m[1]})/({m[2]})" + s[m.end() :]
     s = re.sub(rf"=\s*{TARGET}\s*\.?\s*$", "", s)
     s = re.sub(rf"^\s*{TARGET}\s*=", "", s)
     return s.strip()
+
+
+def _symbols_to_python(text: str) -> str:
+    for symbol, replacement in _SYMBOLS:
+        text = text.replace(symbol, replacement)
+    return text
 
 
 class _NotAllowed(Exception):
@@ -113,16 +121,39 @@ def numbers_left(text: str) -> str | None:
     return found[-1].strip() if found else None
 
 
+_EQUATION = re.compile(r"(-?\d+(?:\.\d+)?(?:/\d+)?)\s*([-+*/])\s*(-?\d+(?:\.\d+)?(?:/\d+)?)"
+                       r"\s*=\s*(-?\d+(?:\.\d+)?(?:/\d+)?)")
+_STEP = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+
+
 def partial(question: str, text: str) -> bool:
-    """Whether the steps so far can still make 24: the numbers after the last "left:" (the
-    puzzle's own if there is none) can, each used once. Decimals and fractions ("2.5", "8/3")
-    are read exactly; more numbers than the puzzle has, or none, cannot be a state of it."""
-    left = numbers_left(text)
+    """Whether the steps so far can still make 24. The steps are replayed from the puzzle's own
+    numbers: each "a op b = c" must take two numbers still left and be exact arithmetic, and
+    each "left:" list must be what the steps leave; then the numbers left must still make 24.
+    ToT reads only the last "left:", which a small model's bookkeeping makes wrong ("9 - 6 = 3.5
+    (left: 3 6 3.5)"). Decimals and fractions are read exactly ("8/3" is 8/3, "2.67" is not)."""
+    numbers = [Fraction(n) for n in puzzle_numbers(question)]
     try:
-        numbers = [Fraction(n) for n in _NUMBER.findall(question if left is None else left)]
+        for line in text.splitlines():
+            line = _symbols_to_python(line)
+            for a, op, b, c in _EQUATION.findall(line):
+                x, y, z = Fraction(a), Fraction(b), Fraction(c)
+                if not (_take(numbers, x) and _take(numbers, y)) or _STEP[op](x, y) != z:
+                    return False
+                numbers.append(z)
+            left = numbers_left(line)
+            if left is not None and sorted(map(Fraction, _NUMBER.findall(left))) != sorted(numbers):
+                return False
     except ZeroDivisionError:
         return False
-    return 1 <= len(numbers) <= len(puzzle_numbers(question)) and can_make(numbers)
+    return can_make(numbers)
+
+
+def _take(numbers: list[Fraction], x: Fraction) -> bool:
+    if x not in numbers:
+        return False
+    numbers.remove(x)
+    return True
 
 
 def can_make(numbers: Sequence[Fraction | int]) -> bool:
@@ -151,26 +182,19 @@ def expression_key(answer: str) -> str:
 
 
 def prompt(puzzle: str) -> str:
-    return (f"Use the numbers {puzzle} and basic arithmetic operations (+ - * /) to obtain "
-            f"{TARGET}. Use each number exactly once; parentheses are allowed. Your final answer "
-            "is the expression alone, for example (a + b) * (c - d).")
+    return f"Input: {puzzle}"
 
 
-TASK = Task(
-    name="game24",
-    summary="Game of 24 (Tree of Thoughts): 1,362 puzzles; the checker evaluates the expression",
-    rules=Rules(extract=extract_answer, check=solves, key=expression_key),
-    question_field="puzzle",
-    answer_field="puzzle",  # the gold is the puzzle itself: any valid expression is correct
-    id_field="rank",  # the one id both copies share (the local file's `index` is rank - 1)
-    prompt=prompt,
-    step_delimiter="\n",
-    verify=verify,
-    partial=partial,
-    data_file="game24.jsonl",
-    hub=HubSource("test-time-compute/game-of-24", split="train",
-                  rename={"Puzzles": "puzzle", "Rank": "rank"}),
-)
+def cot_shots() -> tuple[str, tuple[tuple[str, str], ...]]:
+    """ToT's chain-of-thought prompt (`TOT_COT`, below) as a chat: its first line the system
+    message, each worked puzzle a user turn ("Input: 4 4 6 8") and an assistant turn ("Steps:
+    ... Answer: ..."). A 0.5B chat model given the whole prompt as one message solves its first
+    example instead of the puzzle."""
+    head, *examples = TOT_COT.split("Input: ")
+    shots = tuple((f"Input: {puzzle}", solution.strip())
+                  for puzzle, _, solution in (e.partition("\n") for e in examples)
+                  if solution.strip())
+    return head.strip(), shots
 
 
 # --- Tree of Thoughts prompts -------------------------------------------------------------------
@@ -313,3 +337,26 @@ def tot_value(puzzle: str, path: str) -> str:
         answer = re.sub(r"^\s*answer:\s*", "", last, flags=re.IGNORECASE)
         return TOT_VALUE_LAST_STEP.format(input=puzzle, answer=answer)
     return TOT_VALUE.format(input=numbers_left(last))
+
+
+# --- the task --------------------------------------------------------------------------------
+
+_SYSTEM, _SHOTS = cot_shots()
+
+TASK = Task(
+    name="game24",
+    summary="Game of 24 (Tree of Thoughts): 1,362 puzzles; the checker evaluates the expression",
+    rules=Rules(extract=extract_answer, check=solves, key=expression_key),
+    question_field="puzzle",
+    answer_field="puzzle",  # the gold is the puzzle itself: any valid expression is correct
+    id_field="rank",  # the one id both copies share (the local file's `index` is rank - 1)
+    prompt=prompt,
+    instruction=_SYSTEM,  # the worked examples set the form: "Answer: ...", not \boxed{}
+    shots=_SHOTS,
+    step_delimiter="\n",
+    verify=verify,
+    partial=partial,
+    data_file="game24.jsonl",
+    hub=HubSource("test-time-compute/game-of-24", split="train",
+                  rename={"Puzzles": "puzzle", "Rank": "rank"}),
+)
