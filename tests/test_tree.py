@@ -159,3 +159,23 @@ def test_judge_without_problems_quotes_the_steps() -> None:
     StepJudge(model)(["What is 6*7?"], ["a\n\nb"], steps=[["a", "b"]])
     content = model.calls[0][0].messages[0]["content"]
     assert "What is 6*7?" in content and "Step 2: b" in content
+
+
+def numbered_steps(prompt: str, i: int) -> str:
+    steps = ["Janet's ducks lay 16 eggs a day.", "She eats 3 and bakes with 4, so 9 are left.",
+             "At $2 each she makes 9 * 2 = 18 dollars. The answer is \\boxed{18}."]
+    return steps[path_of(prompt).count("\n\n")] + "\n\nmore"
+
+
+@pytest.mark.parametrize("spec", ["beam@1:expansions=1", "mcts@4:expansions=1",
+                                  "tot:generator=sample:n=1:n_generate=1:n_evaluate=1"])
+def test_a_number_mid_chain_is_not_the_answer(spec: str) -> None:
+    # GSM8K reads a chain without a stated answer by its last number; a step such as "16 eggs"
+    # must not end the path with the answer 16.
+    from ponder.tasks import get_task
+
+    problem = get_task("gsm8k").problem("How much does Janet make a day?")
+    result = get_scheme(spec)(problem, model=ScriptedModel(numbered_steps),
+                              scorer=lambda p, c, **kw: [0.5] * len(c))
+    assert result.answer == "18"
+    assert len(result.trace.chosen) == 3

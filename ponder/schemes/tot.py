@@ -39,7 +39,7 @@ from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, Scorer
 from ponder.core.types import Completion, Node, Result, user
 from ponder.schemes.base import Run
-from ponder.schemes.tree import Tree, TreeConfig
+from ponder.schemes.tree import Tree, TreeConfig, step_answer
 from ponder.tasks import game24
 
 VALUES = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}  # value_outputs_unwrap's value_map
@@ -170,8 +170,9 @@ class Search:
                                 parent=None if parent is None else parent.id,
                                 tokens=self.r.model.count_tokens(line),
                                 meta={"depth": depth, "finish_reason": reply.finish_reason})
-        node.answer = self.problem.extract(line)
-        node.meta["terminal"] = node.answer is not None or depth >= self.config.max_depth
+        ended = depth >= self.config.max_depth
+        node.answer = step_answer(self.problem, line, ended)
+        node.meta["terminal"] = ended or node.answer is not None
         return node
 
     def evaluate(self, nodes: Sequence[Node]) -> None:

@@ -11,8 +11,10 @@ prefix `chat prompt + path text` with `keep_kv=True`, so the llama.cpp backend k
 step's KV and the next expansion prefills only the few tokens after it (HTTP servers with
 prefix caching, vLLM and SGLang, do the same on their side).
 
-A node is terminal when its step ends the chain (end of turn, no delimiter), holds an answer
-the problem can extract, or reaches `max_depth`; or when the step budget ran out mid-step
+A node is terminal when its step ends the chain (end of turn, no delimiter), states an answer
+(`\boxed{}`, `####`, "the answer is": a task's fallback such as GSM8K's last number is read only
+once the chain has ended, or any step with a number in it would end its path), or reaches
+`max_depth`; or when the step budget ran out mid-step
 ("length"). Scorers see (prompt, path text) pairs plus `steps=` (each path cut into its steps),
 `answers=` and `problems=` keyword lists; they return the score of each path's *last* step.
 """
@@ -30,6 +32,7 @@ from ponder.core.protocols import Scorer
 from ponder.core.types import Completion, Node, Result
 from ponder.schemes.base import Run, SchemeConfig
 from ponder.schemes.vote import record, tally
+from ponder.verifiers import extract_answer
 
 
 def _mean(scores: Sequence[float]) -> float:
@@ -75,6 +78,12 @@ class TreeConfig(SchemeConfig):
         if self.aggregate not in AGGREGATIONS:
             raise ConfigError("aggregate", self.aggregate,
                               f"use one of {', '.join(AGGREGATIONS)}")
+
+
+def step_answer(problem: Problem, text: str, ended: bool) -> str | None:
+    """The answer a path holds: the problem's extraction once the chain has ended, before that
+    only where the text states one (see the module docstring)."""
+    return problem.extract(text) if ended or extract_answer(text) is not None else None
 
 
 class Tree:
@@ -131,9 +140,9 @@ class Tree:
         node = self.trace.add(text, parent=None if parent is None else parent.id,
                               tokens=c.completion_tokens,
                               meta={"depth": depth, "finish_reason": c.finish_reason})
-        node.answer = self.problem.extract(self.text(node))
-        node.meta["terminal"] = (not delimited or node.answer is not None
-                                 or depth >= self.config.max_depth)
+        ended = not delimited or depth >= self.config.max_depth
+        node.answer = step_answer(self.problem, self.text(node), ended)
+        node.meta["terminal"] = ended or node.answer is not None
         return node
 
     def score(self, nodes: Sequence[Node]) -> None:
