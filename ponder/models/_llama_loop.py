@@ -4,6 +4,7 @@ flow, and for the batch, decoder and prompt cache this loop drives)."""
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import deque
@@ -53,7 +54,7 @@ class Scheduler:
     def __init__(self, decoder: Decoder, cache: PromptCache, slots: list[int],
                  vocab: Vocab) -> None:
         self.decoder, self.cache, self.vocab = decoder, cache, vocab
-        self.free_slots = sorted(slots, reverse=True)
+        self.free_slots = sorted(slots)  # a heap: the lowest free id is taken first
         self.live: dict[int, Sequence] = {}  # slot -> sequence, in admission order
         self.jobs: list[Job] = []  # jobs with sequences still to finish, oldest first
         self.lock = threading.Lock()  # held by the loop while it uses the context
@@ -139,12 +140,12 @@ class Scheduler:
         """Give `s` a slot with its KV in place; False if the KV cache has no room for it now
         (it waits for a live sequence to end)."""
         t0 = time.perf_counter()
-        while (held := self._load(s, self.free_slots[-1])) is None and not self.live:
+        while (held := self._load(s, self.free_slots[0])) is None and not self.live:
             if not self.cache.drop_oldest():  # nothing runs: only held prompts are in the way
                 raise BackendError(f"a {s.prompt.size}-token prompt does not fit the KV cache")
         if held is None:
             return False
-        s.slot = self.free_slots.pop()
+        s.slot = heapq.heappop(self.free_slots)
         self.live[s.slot] = s
         assert s.job is not None
         s.job.live += 1
@@ -173,8 +174,12 @@ class Scheduler:
     def _step(self) -> None:
         """One llama_decode for every live sequence, then one token sampled for each."""
         t0 = time.perf_counter()
-        while True:  # sequences that sample alike sit together: one vectorised draw for them
-            seqs = sorted(self.live.values(), key=lambda s: s.sampler.key)
+        while True:
+            # In slot order: with a KV stream per sequence, llama.cpp puts in one ubatch only
+            # sequences whose ids follow each other in the batch (split_equal, sequential), so
+            # 32 sequences in admission order ran as ~18 ubatches a step, each a whole pass
+            # over the weights. Slots are taken lowest first, so the ids stay packed.
+            seqs = sorted(self.live.values(), key=lambda s: s.slot)
             tokens = [s.tokens[-1] for s in seqs]
             pos = [s.prompt.size + len(s.tokens) - 1 for s in seqs]
             if self.decoder.decode(tokens, pos, [s.slot for s in seqs]) != KV_FULL:
@@ -249,7 +254,7 @@ class Scheduler:
         if new_id != s.slot:
             self.decoder.remove(new_id)
             del self.live[s.slot]
-            self.free_slots.append(new_id)
+            heapq.heappush(self.free_slots, new_id)
             s.slot = -1
             assert s.job is not None
             s.job.live -= 1
@@ -273,7 +278,7 @@ class Scheduler:
         if s.slot >= 0:
             self.decoder.remove(s.slot)
             del self.live[s.slot]
-            self.free_slots.append(s.slot)
+            heapq.heappush(self.free_slots, s.slot)
             s.slot = -1
             assert s.job is not None
             s.job.live -= 1
