@@ -27,13 +27,8 @@ from typer.testing import CliRunner  # noqa: E402
 from ponder.core.errors import ConfigError, DataError, UnknownName  # noqa: E402
 from ponder.models.fake import ScriptedModel  # noqa: E402
 from ponder.tasks import Record, get_task  # noqa: E402
-from ponder.train.distill import (  # noqa: E402
-    Journal,
-    collect,
-    distill_command,
-    write_dataset,
-)
-from ponder.train.sft import read_dataset, sft  # noqa: E402
+from ponder.train.distill import Journal, collect, distill_command  # noqa: E402
+from ponder.train.sft import read_dataset, sft, write_dataset  # noqa: E402
 
 GSM8K = get_task("gsm8k")
 CLIPS = "Natalia sold 48 clips in April and half as many in May. How many in all?"

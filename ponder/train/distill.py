@@ -9,13 +9,13 @@ r"""Distillation by rejection sampling: a teacher thinks, its verified chains tr
    and RFT (Yuan et al. 2023, arXiv:2308.01825, which also keeps only *distinct* correct paths).
    At most `keep` distinct chains per question are kept, each as one chat example: the task's
    prompt (system + user) and the chain as the assistant's reply.
-2. `write_dataset`: the examples as JSONL (or Parquet), written atomically.
+2. `write_dataset` (in `ponder.train.sft`, beside `read_dataset`): the examples as JSONL (or
+   Parquet), written atomically.
 3. `sft` (in `ponder.train.sft`): TRL's SFTTrainer on that chat data, full or LoRA, loss on the
    assistant reply only, the student saved atomically.
 
 This module holds the collection (teacher, filter, keep-k, dedupe), the kill-safe journal that
-makes it resumable, `write_dataset` (`ponder.train.sft.read_dataset` reads the file back) and the
-`ponder distill` command.
+makes it resumable and the `ponder distill` command.
 
 Choices where the papers leave room:
   * A "chain" is a whole-chain scheme's node (self-consistency, best-of-n, refine's execution,
@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -46,14 +45,11 @@ import typer
 from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.protocols import LanguageModel
 from ponder.core.types import Result, Trace
-from ponder.train.sft import check_sft_args, fsync_dir, sft, write_text_atomic
+from ponder.train.sft import check_sft_args, sft, write_dataset, write_text_atomic
 
 if TYPE_CHECKING:
     from ponder.schemes import Scheme
     from ponder.tasks import Record, Task
-
-DATASET_FORMATS = (".jsonl", ".json", ".parquet")
-
 
 # --- 1. collect: the teacher answers, the checker filters ----------------------------------------
 
@@ -189,38 +185,6 @@ def make_scheme(spec: str, *, keep: int, prefer: str, seed: int | None,
     if prefer not in PREFER:
         raise UnknownName("prefer rule", prefer, PREFER)
     return get_scheme(spec, seed=seed, max_tokens=max_tokens)
-
-
-# --- 2. the dataset file -------------------------------------------------------------------------
-
-def write_dataset(examples: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write examples as JSONL (`.jsonl`/`.json`, one object a line) or Parquet (`.parquet`), so
-    that a reader never sees half a file: a temporary file beside it, fsync, rename."""
-    path = Path(path)
-    if path.suffix not in DATASET_FORMATS:
-        raise ConfigError("dataset path", str(path),
-                          f"end it in one of {', '.join(DATASET_FORMATS)}")
-    rows = [dict(e) for e in examples]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if path.suffix == ".parquet":
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
-                pq.write_table(pa.Table.from_pylist(rows), fh)
-            else:
-                for row in rows:
-                    fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
 
 
 # --- resumable collection: a journal of finished questions ---------------------------------------

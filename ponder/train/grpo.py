@@ -6,8 +6,9 @@ them, use each reward minus its group's mean, divided by the group's std, as the
 
 The story, top to bottom: the data (a task's records -> TRL's conversational prompts, with `gold`
 as a column the rewards read); the rewards (ponder/verifiers/rewards.py, by name, with weights);
-per-step logs and a greedy held-out accuracy; `train`; and the typer command. The recipe (YAML +
-`--set` overrides, validated) is ponder/train/recipe.py. The default task, `arith`, is generated
+a greedy held-out accuracy; `train`; and the typer command. The per-step log is
+ponder/train/grpo_log.py; the recipe (YAML + `--set` overrides, validated) is
+ponder/train/recipe.py. The default task, `arith`, is generated
 from the recipe (ponder/tasks/arith.py): sums a 135M model gets partly right, so rewards vary
 within a group.
 
@@ -41,6 +42,7 @@ import typer
 
 from ponder.core.errors import ConfigError
 from ponder.tasks import Task, arith, get_task
+from ponder.train.grpo_log import log_callback
 from ponder.train.recipe import GRPORecipe, load_recipe, recipe_yaml
 from ponder.verifiers.rewards import correctness_reward, format_reward, length_penalty
 
@@ -167,89 +169,6 @@ def heldout_accuracy(model: Any, tokenizer: Any, rows: Iterable[Mapping[str, Any
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def log_callback(path: Path, reward_names: Sequence[str], echo: Callable[[str], None],
-                 heldout: Callable[[Any], tuple[float, list[str]]] | None,
-                 eval_steps: int) -> Any:
-    """A TrainerCallback that writes one JSONL record per logging step (and per held-out
-    measurement) to `path` and one line to `echo`. Defined here, inside a function, so that
-    importing this module does not import transformers."""
-    from transformers import TrainerCallback
-
-    class GRPOLog(TrainerCallback):
-        def __init__(self) -> None:
-            self.records: list[dict[str, Any]] = []
-            self.step_seconds: list[float] = []
-            self.started = self.step_started = time.perf_counter()
-            self.logged = 0  # step_seconds already reported
-            self.main = True  # the main process writes; the others only train
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("")
-
-        def write(self, record: dict[str, Any], line: str) -> None:
-            self.records.append(record)
-            if self.main:
-                with path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
-                echo(line)
-
-        def evaluate(self, step: int, model: Any) -> float | None:
-            if heldout is None:
-                return None
-            accuracy, completions = heldout(model)
-            self.write({"event": "heldout", "step": step, "accuracy": accuracy,
-                        "size": len(completions), "example": completions[0]},
-                       f"step {step}  held-out accuracy {accuracy:.3f} "
-                       f"({len(completions)} problems, greedy)")
-            return accuracy
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.main = state.is_world_process_zero
-            self.started = time.perf_counter()
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.step_started = time.perf_counter()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
-                        **kwargs: Any) -> None:
-            self.step_seconds.append(time.perf_counter() - self.step_started)
-            if eval_steps and state.global_step % eval_steps == 0 \
-                    and state.global_step < state.max_steps:  # the last one train() measures
-                self.evaluate(state.global_step, model)
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-                   **kwargs: Any) -> None:
-            if not logs or "reward" not in logs:  # e.g. the end-of-training summary
-                return
-            recent = self.step_seconds[self.logged:]
-            self.logged = len(self.step_seconds)
-            rewards = {name: logs.get(f"rewards/{name}/mean") for name in reward_names}
-            record = {
-                "event": "train", "step": state.global_step, "epoch": logs.get("epoch"),
-                "loss": logs.get("loss"), "reward": logs["reward"],
-                "reward_std": logs.get("reward_std"), "rewards": rewards,
-                "accuracy": rewards.get("correctness"),
-                "completion_length": logs.get("completions/mean_length"),
-                "clipped_ratio": logs.get("completions/clipped_ratio"),
-                "frac_reward_zero_std": logs.get("frac_reward_zero_std"),
-                "kl": logs.get("kl"), "entropy": logs.get("entropy"),
-                "grad_norm": logs.get("grad_norm"), "learning_rate": logs.get("learning_rate"),
-                "step_seconds": sum(recent) / len(recent) if recent else None,
-                "elapsed": time.perf_counter() - self.started,
-            }
-            parts = ", ".join(f"{k} {_fmt(v)}" for k, v in rewards.items())
-            self.write(record, f"step {state.global_step}/{state.max_steps}  "
-                       f"loss {_fmt(record['loss'], '.4f')}  reward {_fmt(record['reward'])} "
-                       f"({parts})  accuracy {_fmt(record['accuracy'])}  "
-                       f"length {_fmt(record['completion_length'], '.1f')}  "
-                       f"{_fmt(record['step_seconds'], '.1f')} s/step")
-
-    return GRPOLog()
 
 
 # --- training -----------------------------------------------------------------------------------

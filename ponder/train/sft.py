@@ -3,8 +3,9 @@
     outcome = sft("qwen-0.5b", "runs/d/dataset.jsonl", "runs/d/student", lora=True)
 
 Holds `sft` (train a student on chat examples, save it whole or not at all), `SFTOutcome` (what
-it did), `check_sft_args` (its settings, checked before any work) and `read_dataset` (the chat
-examples it trains on, checked; `ponder.train.distill` collects and writes them). Then helpers
+it did), `check_sft_args` (its settings, checked before any work), and `write_dataset` /
+`read_dataset` (the chat examples it trains on, written atomically and read back checked;
+`ponder.train.distill` collects them). Then helpers
 other trainers (GRPO, PRM) can share: `step_log_callback` (a Trainer callback appending every log
 to a JSONL file and echoing one line a step), `publish_folder` (move a finished model folder into
 place atomically), `write_text_atomic` and `fsync_dir`.
@@ -30,7 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,41 @@ def check_sft_args(*, lora_r: int, epochs: float, lr: float | None, batch_size: 
             raise ConfigError(name, value, fix)
 
 
+DATASET_FORMATS = (".jsonl", ".json", ".parquet")
+
+
+def write_dataset(examples: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write examples as JSONL (`.jsonl`/`.json`, one object a line) or Parquet (`.parquet`), so
+    that a reader never sees half a file: a temporary file beside it, fsync, rename."""
+    path = Path(path)
+    if path.suffix not in DATASET_FORMATS:
+        raise ConfigError("dataset path", str(path),
+                          f"end it in one of {', '.join(DATASET_FORMATS)}")
+    rows = [dict(e) for e in examples]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if path.suffix == ".parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                pq.write_table(pa.Table.from_pylist(rows), fh)
+            else:
+                for row in rows:
+                    fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
 def read_dataset(path: str | Path) -> list[dict[str, Any]]:
-    """Examples from a file `ponder.train.distill.write_dataset` wrote (or any chat
+    """Examples from a file `write_dataset` wrote (or any chat
     JSONL/Parquet with `messages` ending in an assistant reply); a bad row is a one-line
     DataError."""
     path = Path(path)
