@@ -474,37 +474,3 @@ def test_kept_kv_continues_a_path_without_prefilling_it_again(decodes):
     kept, fresh_top = cont.top_logprobs[0], full.top_logprobs[0]
     assert set(kept) == set(fresh_top)
     assert max(abs(np.exp(kept[t]) - np.exp(fresh_top[t])) for t in kept) < 0.01
-
-
-@pytest.mark.slow
-def test_new_prompts_are_prefilled_together(decodes):
-    """Several one-sample requests with new prompts (a judge scoring tree steps): their
-    uncached tokens go into shared llama_decode calls, each prompt after the longest held
-    prefix, and each gives the same greedy text and first-token distribution as alone (top-5
-    probabilities within 0.01). A sequence that generated one token leaves nothing held; one
-    that generated more is held as prompt + completion, as keep_kv would."""
-    one = dict(max_tokens=1, logprobs=5)
-    chat_of = [user(f"Is {a} + {b} = {a + b}? Answer Yes or No.") for a, b in
-               [(3, 4), (12, 30), (7, 8), (101, 5)]]
-    with small_model(n_seq_max=8, cache_prompts=4) as lm:
-        system = lm.render_chat(user("Hello"))  # a held prompt the others share a prefix with
-        lm.generate([GenerationRequest(SamplingParams(max_tokens=2), prefix=system)])
-        decodes.clear()
-        together = [cs[0] for cs in lm.generate([req(m, **one) for m in chat_of])]
-        shared = [ids for n, ids in decodes if len(set(ids)) > 1]
-        held_after = len(lm._cache.held)
-        longer = [cs[0] for cs in lm.generate([req(m, max_tokens=6) for m in chat_of[:2]])]
-        held_longer = len(lm._cache.held)
-    with small_model(n_seq_max=8) as fresh:
-        alone = [fresh.generate([req(m, **one)])[0][0] for m in chat_of]
-        alone_longer = [fresh.generate([req(m, max_tokens=6)])[0][0] for m in chat_of[:2]]
-    assert len(decodes) >= 1 and shared and len(set(shared[0])) == 4  # one decode for all four
-    assert all(0 < c.cached_tokens < c.prompt_tokens for c in together)  # the shared prefix
-    assert [c.text for c in together] == [c.text for c in alone]
-    for t, a in zip(together, alone, strict=True):
-        assert t.top_logprobs is not None and a.top_logprobs is not None
-        common = set(t.top_logprobs[0]) & set(a.top_logprobs[0])
-        assert max(abs(np.exp(t.top_logprobs[0][k]) - np.exp(a.top_logprobs[0][k]))
-                   for k in common) < 0.01
-    assert held_after == 1  # the system prompt's; no one-token probe was kept
-    assert held_longer == 3 and [c.text for c in longer] == [c.text for c in alone_longer]

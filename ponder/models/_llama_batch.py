@@ -156,7 +156,14 @@ class PromptCache:
                 held.logits = self.decoder.logits(1)[0].copy()
                 return held, 1
             return held, 0
-        src, reuse = self._donor(tokens)
+        # Reuse the longest held prefix, but decode at least the last token: its logits are needed.
+        src, reuse = None, 0
+        for h in self.held.values():
+            n = _shared_prefix(h.tokens, tokens)
+            if min(n, tokens.size - 1) > reuse:
+                src, reuse = h, min(n, tokens.size - 1)
+        if src is not None:
+            self.held.move_to_end(src.tokens.tobytes())  # a donor is in use: keep it longest
         seq = self._free_id(keep=src)
         if src is not None and src.seq == seq:
             self.decoder.remove(seq, reuse)  # the evicted holder was the donor: keep its prefix
@@ -169,29 +176,6 @@ class PromptCache:
         held = Held(tokens, seq, self.decoder.logits(1)[0].copy())
         self.held[key] = held
         return held, tokens.size - reuse
-
-    def holds(self, tokens: np.ndarray) -> bool:
-        return tokens.tobytes() in self.held
-
-    def copy_prefix(self, tokens: np.ndarray, seq: int) -> int:
-        """Copy the longest held prefix of `tokens` (all but the last token at most) into the
-        empty sequence `seq`; returns how many tokens it holds now (0: nothing was copied)."""
-        src, reuse = self._donor(tokens)
-        if src is not None:
-            self.decoder.copy(src.seq, seq, reuse)
-        return reuse
-
-    def _donor(self, tokens: np.ndarray) -> tuple[Held | None, int]:
-        """The held prompt sharing the longest prefix with `tokens`, and how many tokens of it
-        to reuse: never the last one, whose logits must be decoded. A donor is marked used."""
-        src, reuse = None, 0
-        for h in self.held.values():
-            n = _shared_prefix(h.tokens, tokens)
-            if min(n, tokens.size - 1) > reuse:
-                src, reuse = h, min(n, tokens.size - 1)
-        if src is not None:
-            self.held.move_to_end(src.tokens.tobytes())  # a donor is in use: keep it longest
-        return src, reuse
 
     def adopt(self, seq: int, tokens: np.ndarray) -> int:
         """Hold the KV that sequence `seq` already has for `tokens` (a finished sample's prompt
@@ -249,7 +233,6 @@ class Sequence:
     stream: TextStream
     logprobs: LogprobRecorder | None
     keep_kv: bool = False  # on finishing, hand its KV to the prompt cache (GenerationRequest)
-    direct: bool = False  # prefilled in its slot (Scheduler._start_together), not from a holder
     job: Job | None = None  # set when its generate call is submitted
     tokens: list[int] = field(default_factory=list)
     slot: int = -1

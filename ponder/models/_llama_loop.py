@@ -52,9 +52,8 @@ class Scheduler:
     """
 
     def __init__(self, decoder: Decoder, cache: PromptCache, slots: list[int],
-                 vocab: Vocab, *, prefill_together: bool = True) -> None:
+                 vocab: Vocab) -> None:
         self.decoder, self.cache, self.vocab = decoder, cache, vocab
-        self.prefill_together = prefill_together  # _start_together; KV streams only
         self.free_slots = sorted(slots)  # a heap: the lowest free id is taken first
         self.live: dict[int, Sequence] = {}  # slot -> sequence, in admission order
         self.jobs: list[Job] = []  # jobs with sequences still to finish, oldest first
@@ -118,85 +117,9 @@ class Scheduler:
             if stop:
                 for s in [*self._live_of(job), *job.waiting]:
                     self._finish(s, "cancelled")
-        if self.prefill_together:
-            self._start_together()
         self._admit()
         if self.live:
             self._step()
-
-    def _upcoming(self) -> list[Sequence]:
-        """The waiting sequences `_admit` would start next, in its order, one per free slot."""
-        live = {id(j): j.live for j in self.jobs}
-        taken = dict.fromkeys(live, 0)
-        out: list[Sequence] = []
-        while len(out) < len(self.free_slots):
-            job = min((j for j in self.jobs if taken[id(j)] < len(j.waiting)),
-                      key=lambda j: live[id(j)], default=None)
-            if job is None:
-                break
-            out.append(job.waiting[taken[id(job)]])
-            taken[id(job)] += 1
-            live[id(job)] += 1
-        return out
-
-    def _start_together(self) -> None:
-        """Prefill several new prompts in shared llama_decode calls, each straight into its
-        sequence's slot. One at a time, each prompt is a decode of its own, a whole pass over
-        the weights for a few dozen tokens: a judge scoring 8 tree steps, whose prompts differ
-        from a held path only by its question, spent ~0.3 s a step that way
-        (docs/results/tree_speed.md). This takes the upcoming sequences that are the only
-        sample of their prompt and whose prompt is not held (n > 1 samples share one prefill
-        in a holder instead), copies each one's longest held prefix into its slot, and decodes
-        all the rest together, in slot order (slots are taken lowest first, so llama.cpp can
-        put consecutive ones in one ubatch). The prompt is not held for later calls; what the
-        sequence leaves when it finishes is (`_finish`), unless it generated a single token."""
-        picks = self._upcoming()
-        count: dict[bytes, int] = {}
-        for s in picks:
-            key = s.prompt.tobytes()
-            count[key] = count.get(key, 0) + 1
-        solo = [s for s in picks if not s.tokens and count[s.prompt.tobytes()] == 1
-                and not self.cache.holds(s.prompt) and s.prompt.size < self.vocab.n_ctx]
-        if len(solo) < 2:
-            return
-        t0 = time.perf_counter()
-        for s in solo:
-            assert s.job is not None
-            s.job.waiting.remove(s)
-            s.slot = heapq.heappop(self.free_slots)
-            self.live[s.slot] = s
-            s.job.live += 1
-            s.direct = True
-            self.decoder.remove(s.slot)
-            s.cached = self.cache.copy_prefix(s.prompt, s.slot)
-        chunk: list[Sequence] = []
-        for s in sorted(solo, key=lambda s: s.slot):
-            if chunk and sum(c.prompt.size - c.cached for c in chunk) + s.prompt.size - s.cached \
-                    > self.decoder.n_batch:
-                self._prefill(chunk, t0)
-                chunk, t0 = [], time.perf_counter()
-            chunk.append(s)
-        self._prefill(chunk, t0)
-
-    def _prefill(self, seqs: list[Sequence], t0: float) -> None:
-        """Decode the uncached prompt tokens of `seqs` (in slots already) in one batch (or in
-        chunks of n_batch, for one long prompt), then take each one's first token."""
-        tokens = np.concatenate([s.prompt[s.cached:] for s in seqs])
-        pos = np.concatenate([np.arange(s.cached, s.prompt.size) for s in seqs])
-        ids = np.concatenate([np.full(s.prompt.size - s.cached, s.slot) for s in seqs])
-        last = np.cumsum([s.prompt.size - s.cached for s in seqs]) - 1
-        want = np.zeros(tokens.size, bool)
-        want[last] = True
-        n = self.decoder.n_batch
-        for i in range(0, tokens.size, n):  # streams: the KV never fills up
-            w = want[i:i + n]
-            self.decoder.decode(tokens[i:i + n].tolist(), pos[i:i + n], ids[i:i + n].tolist(),
-                                w.tolist())
-        rows = self.decoder.logits(int(w.sum()))  # the last chunk holds every last token
-        share = (time.perf_counter() - t0) / len(seqs)
-        for s, row in zip(seqs, rows, strict=True):
-            s.seconds += share
-            self._accept(s, row, s.sampler(row))
 
     def _admit(self) -> None:
         while self.free_slots:
@@ -315,8 +238,7 @@ class Scheduler:
         s.finish = reason
         s.stream.close()
         self._emit(s, final=True)
-        if (s.keep_kv or s.direct) and reason != "cancelled" and s.slot >= 0 \
-                and len(s.tokens) > 1:
+        if s.keep_kv and reason != "cancelled" and s.slot >= 0 and len(s.tokens) > 1:
             self._keep(s)
         self._release(s)
         if job.error is None:

@@ -148,8 +148,7 @@ class LlamaCppModel:
         vocab = _loop_vocab(self._vocab, self.n_ctx)
         self._piece = vocab.piece
         self._cache = PromptCache(self._decoder, list(range(n_seq_max, n_seq_max + n_holders)))
-        self._scheduler = Scheduler(self._decoder, self._cache, list(range(n_seq_max)), vocab,
-                                    prefill_together=not kv_unified)
+        self._scheduler = Scheduler(self._decoder, self._cache, list(range(n_seq_max)), vocab)
         self._free = weakref.finalize(self, _free_all, self._scheduler, self._decoder, ctx, model)
 
     # ---- text <-> tokens -------------------------------------------------------------------
