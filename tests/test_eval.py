@@ -21,7 +21,7 @@ from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.types import Trace
 from ponder.eval.__main__ import app
 from ponder.eval.report import parse_positions, read_rows, summarize, wilson
-from ponder.eval.runner import EvalConfig, parse_model_args, run_eval
+from ponder.eval.runner import EvalConfig, LogLines, parse_model_args, run_eval
 from ponder.eval.store import Row, Store, StoreExists, StoreMismatch
 from ponder.models.fake import ScriptedModel
 
@@ -43,6 +43,17 @@ def config(tmp_path: Path, **changes: object) -> EvalConfig:
         seeds=2)
     settings.update(changes)
     return EvalConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_a_log_file_gets_plain_progress_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where stderr is not a terminal (nohup, CI) the bar cannot draw: plain lines instead."""
+    monkeypatch.setattr(LogLines, "every", 0.0)
+    run_eval(config(tmp_path, schemes=("cot", "self-consistency@3"), seeds=1))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 12 and "\x1b" not in "".join(lines)  # one per row, no bar drawing
+    assert lines[0].startswith("gsm8k · 1/12 rows · acc ") and " elapsed · ETA " in lines[0]
+    assert lines[-1].startswith("gsm8k · 12/12 rows · acc ") and lines[-1].endswith("0:00:00")
 
 
 def stored(path: Path) -> list[Row]:
