@@ -9,11 +9,16 @@ answer), this reads the chains back and reports, in Markdown:
   * majority@k: the vote over the first k chains, re-counted here (self-consistency@k);
   * agreement: the share of chains that give the most common answer; chains cut at max_tokens;
   * adaptive: how many chains the adaptive rows drew, and their accuracy and tokens against
-    self-consistency@N on the same question × seed.
+    self-consistency@N on the same question × seed;
+  * a what-if sweep of adaptive's stopping rule (`--sweep`): the same Beta criterion replayed
+    over each pool at other confidences and batch sizes, giving the accuracy and share of
+    self-consistency@N's tokens each setting would have had on these very chains.
 
 Nothing is generated: it reads the results file. Usage:
 
-    .venv/bin/python benchmarks/sample_pools.py runs/gsm8k_test200.db [--positions :100]
+    .venv/bin/python benchmarks/sample_pools.py runs/gsm8k_test200.db [--positions :100] [--sweep]
+
+A sweep run on a test split is an analysis, not a tuning: choose settings on a train split.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ponder.core.problem import Problem
 from ponder.core.types import Node, Trace
 from ponder.eval.report import parse_positions, wilson
 from ponder.eval.store import Store
+from ponder.schemes.adaptive import leader_probability
 from ponder.schemes.vote import tally
 from ponder.tasks import get_task
 
@@ -48,12 +54,27 @@ def majority(nodes: list[Node], problem: Problem) -> str | None:
     return ranked[0].answer if ranked else None
 
 
+def replay(nodes: list[Node], problem: Problem, batch: int, confidence: float) -> list[Node]:
+    """The chains adaptive (`ponder.schemes.adaptive`) would draw from this pool, in order."""
+    drawn = 0
+    while drawn < len(nodes):
+        drawn = min(drawn + batch, len(nodes))
+        ranked = tally(nodes[:drawn], problem)
+        v1 = ranked[0].votes if ranked else 0
+        v2 = ranked[1].votes if len(ranked) > 1 else 0
+        if v1 > 0 and leader_probability(v1, v2) >= confidence:
+            break
+    return nodes[:drawn]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("db", type=Path)
     parser.add_argument("--positions", help="START:STOP, e.g. :100")
     parser.add_argument("--scheme", default="self-consistency@16",
                         help="the widest self-consistency scheme in the file")
+    parser.add_argument("--sweep", action="store_true",
+                        help="replay adaptive's stopping rule at other confidences and batches")
     args = parser.parse_args()
     keep = parse_positions(args.positions) if args.positions else None
 
@@ -114,6 +135,25 @@ def main() -> None:
               f"{pct(s_right, len(paired))}; tokens {ratio:.0%} of {args.scheme}'s. "
               f"Right only with adaptive: {both[(1, 0)]}, only with {args.scheme}: "
               f"{both[(0, 1)]}.")
+
+    if args.sweep:
+        def won(nodes: list[Node], gold: str) -> bool:
+            v = majority(nodes, problem)
+            return v is not None and task.check(v, gold)
+
+        full = sum(c.tokens for _, cs in pools for c in cs)
+        whole = pct(sum(won(cs, r.gold) for r, cs in pools), len(pools))
+        print(f"\nAdaptive's stopping rule replayed over the same {len(pools)} pools (what-if; "
+              f"the full pool is {args.scheme}: {whole}):\n")
+        print("| batch | confidence | accuracy | mean chains | tokens vs full pool |")
+        print("|---:|---:|---|---:|---:|")
+        for batch in (1, 2, 4):
+            for confidence in (0.95, 0.9, 0.8, 0.7):
+                drawn = [(r, replay(cs, problem, batch, confidence)) for r, cs in pools]
+                right_k = sum(won(d, r.gold) for r, d in drawn)
+                print(f"| {batch} | {confidence} | {pct(right_k, len(drawn))}"
+                      f" | {statistics.mean(len(d) for _, d in drawn):.1f}"
+                      f" | {sum(c.tokens for _, d in drawn for c in d) / full:.0%} |")
 
 
 if __name__ == "__main__":
