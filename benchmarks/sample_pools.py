@@ -32,10 +32,10 @@ from pathlib import Path
 from ponder.core.problem import Problem
 from ponder.core.types import Node, Trace
 from ponder.eval.report import parse_positions, wilson
+from ponder.eval.runner import task_of
 from ponder.eval.store import Store
 from ponder.schemes.adaptive import leader_probability
 from ponder.schemes.vote import tally
-from ponder.tasks import get_task
 
 
 def pct(k: int, n: int) -> str:
@@ -81,7 +81,7 @@ def main() -> None:
     with Store.read(args.db) as store:
         meta = store.meta()
         rows = [r for r in store.rows() if keep is None or r.position in keep]
-    task = get_task(meta["task"])
+    task = task_of(meta)
     problem = Problem(question="", messages=(), extract=task.extract, key=task.key)
     pools = [(r, chains(r.trace)) for r in rows if r.scheme == args.scheme]
     if not pools:

@@ -21,7 +21,14 @@ from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.types import Trace
 from ponder.eval.__main__ import app
 from ponder.eval.report import parse_positions, read_rows, summarize, wilson
-from ponder.eval.runner import EvalConfig, LogLines, parse_model_args, run_eval
+from ponder.eval.runner import (
+    EvalConfig,
+    LogLines,
+    parse_fields,
+    parse_model_args,
+    run_eval,
+    task_of,
+)
 from ponder.eval.store import Row, Store, StoreExists, StoreMismatch
 from ponder.models.fake import ScriptedModel
 
@@ -513,3 +520,49 @@ def test_start_skips_questions_and_keeps_their_positions(tmp_path: Path) -> None
     assert [r.position for r in rows] == [2, 3, 4]
     assert [r.gold for r in rows] == GOLDS[2:5]
     assert cfg.meta()["settings"] == {"max_tokens": None, "start": 2}
+
+
+# ---- a task given as a JSONL file and a field mapping ------------------------------------------
+
+def test_a_jsonl_task_file_runs_through_a_field_mapping(tmp_path: Path) -> None:
+    data = tmp_path / "sums.jsonl"
+    data.write_text("".join(json.dumps({"uid": f"s{i}", "problem": f"Question {i}: sum?",
+                                        "solution": gold}) + "\n"
+                            for i, gold in enumerate(["42", "4", "42.0"])))
+    db = tmp_path / "sums.db"
+    args = ["eval", str(data), "--field", "question=problem", "--field", "answer=solution",
+            "--field", "id=uid", "--checker", "numeric", "--model", "fake", "--schemes", "cot",
+            "--out", str(db)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = stored(db)
+    assert [(r.question_id, r.gold, r.correct) for r in rows] == [
+        ("s0", "42", 1), ("s1", "4", 0), ("s2", "42.0", 1)]
+    with Store.read(db) as store:
+        meta = store.meta()
+    assert meta["task"] == str(data.resolve())
+    assert meta["settings"]["fields"] == {"question": "problem", "answer": "solution", "id": "uid"}
+    task = task_of(meta)  # what report scripts rebuild the task from
+    assert task.name == "sums" and task.check("42", "42.0") and not task.check("4", "42")
+
+    other = subprocess.run(ponder_eval(*args[1:], "--checker", "exact", "--resume"),
+                           capture_output=True, text=True, timeout=60)
+    assert other.returncode == 2 and other.stderr.strip().count("\n") == 0
+    assert "cannot resume" in other.stderr and "checker" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param({"data": Path("x.jsonl")}, "its own data; drop --data", id="data-too"),
+        pytest.param({"task": "gsm8k", "checker": "exact"}, "its own fields",
+                     id="checker-on-gsm8k"),
+    ],
+)
+def test_a_task_file_config_error_comes_before_anything_runs(
+        tmp_path: Path, change: dict[str, object], message: str) -> None:
+    data = write_questions(tmp_path / "q.jsonl")
+    with pytest.raises(ConfigError, match=message):
+        config(tmp_path, **{"task": str(data), "data": None, **change})
+    with pytest.raises(ConfigError, match="write KEY=COLUMN"):
+        parse_fields(["question"])

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from ponder.core.errors import DataError, UnknownName
+from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.problem import Problem
-from ponder.tasks import RULES, TASKS, Record, Task, get_task, jsonl_task
+from ponder.tasks import RULES, TASKS, Record, Task, get_task, jsonl_task, resolve_task
 
 # --- the task table ---------------------------------------------------------------------------
 
@@ -101,6 +101,48 @@ def test_jsonl_task_errors_are_one_line(qa_file: Path, tmp_path: Path) -> None:
         get_task("gsm8k").load(tmp_path / "missing.jsonl")
     with pytest.raises(DataError, match="no Hugging Face hub copy"):
         get_task("math").load()
+
+
+def test_resolve_task_reads_a_jsonl_file_through_a_field_mapping(qa_file: Path) -> None:
+    task = resolve_task(str(qa_file), fields={"question": "q", "answer": "gold", "id": "id"},
+                        checker="yesno")
+    assert task.name == "capitals" and task.rules is RULES["yesno"] and task.path == qa_file
+    assert [(r.id, r.question, r.gold) for r in task.load()] == [
+        (r.id, r.question, r.gold)
+        for r in jsonl_task(qa_file, question_field="q", answer_field="gold", id_field="id",
+                            checker="yesno").load()]
+    assert resolve_task(str(qa_file)).rules is RULES["math"]  # the default checker
+    assert resolve_task("gsm8k") is get_task("gsm8k")
+
+
+def test_an_instruction_replaces_the_system_message(qa_file: Path) -> None:
+    assert resolve_task("gsm8k", instruction="").render("Q?") == (
+        {"role": "user", "content": "Q?"},)
+    messages = resolve_task(str(qa_file), instruction="Answer Yes or No.").render("Q?")
+    assert messages[0] == {"role": "system", "content": "Answer Yes or No."}
+
+
+@pytest.mark.parametrize(
+    ("spec", "settings", "error", "message"),
+    [
+        pytest.param("gsm8k", {"fields": {"question": "q"}}, ConfigError,
+                     "gsm8k has its own fields", id="mapping-on-a-named-task"),
+        pytest.param("gsm8k", {"checker": "exact"}, ConfigError, "its own fields and checker",
+                     id="checker-on-a-named-task"),
+        pytest.param("QA", {"fields": {"gold": "g"}}, ConfigError,
+                     "map question=COLUMN, answer=COLUMN or id=COLUMN", id="unknown-field"),
+        pytest.param("QA", {"checker": "fuzzy"}, UnknownName, "valid names: exact, math",
+                     id="unknown-checker"),
+        pytest.param("missing.jsonl", {}, DataError, "no task file at missing.jsonl",
+                     id="missing-file"),
+        pytest.param("gsm9k", {}, UnknownName, r"strategyqa, or a \.jsonl file of questions$",
+                     id="unknown-name"),
+    ],
+)
+def test_resolve_task_errors_name_the_fix(qa_file: Path, spec: str, settings: dict[str, Any],
+                                          error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        resolve_task(str(qa_file) if spec == "QA" else spec, **settings)
 
 
 @pytest.fixture

@@ -46,9 +46,10 @@ class BackendError(ModelError):
 
 
 class UnknownName(PonderError, KeyError):
-    def __init__(self, kind: str, name: str, valid: Iterable[str]) -> None:
+    def __init__(self, kind: str, name: str, valid: Iterable[str], *, also: str = "") -> None:
         self.kind, self.name, self.valid = kind, name, sorted(valid)
-        super().__init__(f"unknown {kind} {name!r}; valid names: {', '.join(self.valid)}")
+        super().__init__(f"unknown {kind} {name!r}; valid names: {', '.join(self.valid)}"
+                         + (f", {also}" if also else ""))
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

@@ -26,8 +26,8 @@ err = Console(stderr=True, highlight=False)
 
 
 def eval_command(
-    task: Annotated[str, typer.Argument(help="Task name: gsm8k, math500, aime, game24, "
-                                        "strategyqa, ...")],
+    task: Annotated[str, typer.Argument(help="Task name (gsm8k, math500, aime24, game24, "
+                                        "strategyqa, ...) or a JSONL file of questions.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Results database (SQLite) to "
                                            "write, e.g. runs/gsm8k.db.")],
     schemes: Annotated[str, typer.Option(help="Comma-separated scheme specs (name@N sets N).")]
@@ -57,10 +57,19 @@ def eval_command(
     share_samples: Annotated[bool, typer.Option(
         "--share-samples", help="Schemes on a question draw from one pool of seeded samples "
         "(self-consistency@4 reuses the first 4 of @16's); see docs/eval.md.")] = False,
+    field: Annotated[list[str] | None, typer.Option(
+        "--field", help="For a JSONL task file: which column holds the question, answer or id "
+        "(repeatable), e.g. --field question=problem --field answer=solution.")] = None,
+    checker: Annotated[str | None, typer.Option(
+        help="For a JSONL task file: how answers are judged: numeric, math (default), exact, "
+        "yesno.")] = None,
+    instruction: Annotated[str | None, typer.Option(
+        help="System message asked before every question, in place of the task's (\"\": "
+        "none).")] = None,
 ) -> None:
     """Evaluate schemes on a task: every question × scheme × seed, stored as it finishes."""
     from ponder.eval.report import summarize
-    from ponder.eval.runner import EvalConfig, parse_model_args, run_eval
+    from ponder.eval.runner import EvalConfig, parse_fields, parse_model_args, run_eval
     from ponder.eval.store import Store, command_line
 
     specs = tuple(s.strip() for s in schemes.split(",") if s.strip())
@@ -70,7 +79,8 @@ def eval_command(
                      model_args=parse_model_args(model_arg or []), split=split, data=data,
                      limit=limit, start=start, seeds=seeds, max_tokens=max_tokens, resume=resume,
                      concurrency=concurrency, share_samples=share_samples,
-                     temperature=temperature)
+                     temperature=temperature, fields=parse_fields(field or []), checker=checker,
+                     instruction=instruction)
     outcome = run_eval(cfg, command=command_line())
     err.print(f"{outcome.written} rows written, {outcome.resumed} already stored, "
               f"{outcome.planned} planned → {out_path}", markup=False)

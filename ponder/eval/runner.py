@@ -55,7 +55,7 @@ ModelFactory = Callable[[], LanguageModel]
 class EvalConfig:
     """What to evaluate and where to write it. Validates itself before anything is loaded."""
 
-    task: str
+    task: str  # a task name, or a JSONL file of questions read through `fields`
     schemes: tuple[str, ...]
     out: Path
     model: str = "default"
@@ -70,6 +70,10 @@ class EvalConfig:
     concurrency: int = 1
     share_samples: bool = False
     temperature: float | None = None  # for sampled schemes; greedy ones stay greedy
+    # A task given as a JSONL file: question/answer/id -> the file's column, and its checker
+    fields: Mapping[str, str] = field(default_factory=dict)
+    checker: str | None = None
+    instruction: str | None = None  # replaces the task's system message ("" for none)
 
     def __post_init__(self) -> None:
         if not self.schemes:
@@ -86,6 +90,15 @@ class EvalConfig:
             raise ConfigError("limit", self.limit, "use a positive number of questions")
         for spec in self.schemes:
             self.scheme(spec, 0)  # unknown names and bad settings fail now, in one line
+        if self.load_task().path is not None and self.data is not None:
+            raise ConfigError("data", str(self.data), "a task given as a JSONL file is its own "
+                              "data; drop --data")
+
+    def load_task(self) -> Task:
+        from ponder.tasks import resolve_task
+
+        return resolve_task(self.task, fields=self.fields, checker=self.checker,
+                            instruction=self.instruction)
 
     def scheme(self, spec: str, seed: int) -> Scheme:
         scheme = get_scheme(spec, seed=seed, max_tokens=self.max_tokens)
@@ -107,10 +120,28 @@ class EvalConfig:
             settings["temperature"] = self.temperature
         if self.start:  # which questions: part of the identity, absent in older files
             settings["start"] = self.start
-        return {"model": self.model, "model_args": dict(self.model_args), "task": self.task,
+        # How questions are read and asked; absent unless given, as in older files
+        if self.fields:
+            settings["fields"] = dict(self.fields)
+        if self.checker is not None:
+            settings["checker"] = self.checker
+        if self.instruction is not None:
+            settings["instruction"] = self.instruction
+        task = self.load_task()
+        return {"model": self.model, "model_args": dict(self.model_args),
+                "task": str(task.path.resolve()) if task.path else self.task,
                 "split": self.split, "data": str(self.data.resolve()) if self.data else None,
                 "settings": settings, "limit": self.limit,
                 "schemes": list(self.schemes), "seeds": self.seeds}
+
+
+def task_of(meta: Mapping[str, Any]) -> Task:
+    """The task a results file was made with, from its metadata (`EvalConfig.meta`)."""
+    from ponder.tasks import resolve_task
+
+    settings = meta.get("settings") or {}
+    return resolve_task(meta["task"], fields=settings.get("fields"),
+                        checker=settings.get("checker"), instruction=settings.get("instruction"))
 
 
 @dataclass(frozen=True)
@@ -145,6 +176,17 @@ def parse_model_args(items: Sequence[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             args[key.strip()] = value
     return args
+
+
+def parse_fields(items: Sequence[str]) -> dict[str, str]:
+    """['question=problem', 'answer=solution'] -> {'question': 'problem', 'answer': 'solution'}."""
+    fields: dict[str, str] = {}
+    for item in items:
+        key, sep, column = item.partition("=")
+        if not sep or not key.strip() or not column.strip():
+            raise ConfigError("field", item, "write KEY=COLUMN, e.g. --field question=problem")
+        fields[key.strip()] = column.strip()
+    return fields
 
 
 def load_records(cfg: EvalConfig, task: Task) -> list[Record]:
@@ -197,9 +239,8 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
     """Run (or resume) the grid. `model_factory` replaces `load_model(cfg.model,
     **cfg.model_args)`, e.g. for tests; the model is created once, only if work remains."""
     from ponder.models.catalog import load_model
-    from ponder.tasks import get_task
 
-    task = get_task(cfg.task)
+    task = cfg.load_task()
     jobs = plan(cfg, load_records(cfg, task))
     with Store.create(cfg.out, cfg.meta(), resume=cfg.resume, command=command) as store:
         done = store.done()
