@@ -20,7 +20,13 @@ from typer.testing import CliRunner
 from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.types import Trace
 from ponder.eval.__main__ import app
-from ponder.eval.report import parse_positions, read_rows, summarize, wilson
+from ponder.eval.report import (
+    paired_difference,
+    parse_positions,
+    read_rows,
+    summarize,
+    wilson,
+)
 from ponder.eval.runner import (
     EvalConfig,
     LogLines,
@@ -244,6 +250,21 @@ def test_report_numbers_on_a_hand_made_db(hand_db: Path) -> None:
     assert (cot.mean_seconds, sc.mean_seconds) == (0.5, 1.0)
     assert (cot.tokens_vs_cot, sc.tokens_vs_cot) == (1.0, 4.0)
     assert (sc.family, sc.size) == ("self-consistency", 4)
+    # Paired on q0-q4, where cot is always right and sc misses q4 on both seeds: d = 0,0,0,0,-1
+    assert cot.gain_vs_cot is None
+    assert (sc.gain_vs_cot, sc.gain_questions, sc.gain_high) == (pytest.approx(-0.2), 5, 0.0)
+    assert sc.gain_low is not None and sc.gain_low < -0.2
+    assert round(sc.gain_low * 5, 9).is_integer()  # a resample's mean of five 0/-1 values
+
+
+def test_paired_difference_averages_seeds_and_keeps_shared_questions_only() -> None:
+    base = [row(q, "cot", 0, 0, 10) for q in range(4)]
+    # q0: 2 of 2 seeds right (+1), q1: 1 of 2 (+0.5), q2: 0 of 2 (0), q9: not run by cot
+    rows = [row(q, "sc", seed, int(seed < k), 10)
+            for q, k in ((0, 2), (1, 1), (2, 0), (9, 2)) for seed in (0, 1)]
+    gain, low, high, questions = paired_difference(rows, base) or (0, 0, 0, 0)
+    assert (gain, questions) == (pytest.approx(0.5), 3) and 0 <= low < 0.5 < high <= 1
+    assert paired_difference(rows, [row(5, "cot", 0, 1, 10)]) is None
 
 
 def test_cost_is_relative_to_cot_run_with_settings(hand_db: Path) -> None:
@@ -279,6 +300,7 @@ def test_report_command_json_markdown_and_plot(hand_db: Path, tmp_path: Path) ->
                                       str(tmp_path / "plot.png")])
     assert result.exit_code == 0, result.output
     assert "| cot | 70.0% | 39.7%–89.2% | 10 |" in result.stdout
+    assert "| 4.0× | -20.0 [" in result.stdout and "paired" in result.stdout
     assert "Wilson score interval" in result.stdout
     png = (tmp_path / "plot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR" and len(png) > 5000

@@ -137,3 +137,6 @@ def print_table(summaries: Sequence[SchemeSummary], ci: str) -> None:
         table.add_row(*table_cells(s))
     out.print(table)
     out.print(CI_METHODS[ci].description, style="dim", markup=False)
+    if any(s.gain_vs_cot is not None for s in summaries):
+        out.print("Δ vs cot: accuracy points over cot's on the questions both ran, paired, with a "
+                  "95% bootstrap interval over questions.", style="dim", markup=False)

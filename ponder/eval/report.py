@@ -16,6 +16,11 @@ discarded samples included) and seconds. Seconds are model time where the backen
 eval that runs several questions at once, or shares samples between schemes, makes a row's
 wall time mean little; otherwise wall time. `vs cot` is a scheme's mean completion tokens over
 cot's (over `cot` with settings, such as `cot:max_tokens=512`, where no plain `cot` was run).
+
+`Δ vs cot` is the *paired* difference: on the questions both ran, the mean over questions of
+(the scheme's accuracy on the question, averaged over its seeds) minus (cot's), with a 95%
+percentile bootstrap over questions. Two schemes' own intervals overlapping says little about
+their difference; the paired interval is the one to judge a gain by.
 """
 
 from __future__ import annotations
@@ -55,18 +60,43 @@ def _wilson_rows(rows: Sequence[Row]) -> tuple[float, float]:
     return wilson(sum(r.correct for r in rows), len(rows))
 
 
-def _bootstrap_rows(rows: Sequence[Row]) -> tuple[float, float]:
-    """Percentile interval of accuracy over question-level resamples (seeds stay together)."""
+def _resamples(n: int) -> np.ndarray:
+    """Question indices of the bootstrap's resamples: one row per resample, fixed RNG."""
+    return np.random.default_rng(0).integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
+
+
+def _percentiles(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _by_question(rows: Sequence[Row]) -> dict[str, list[int]]:
     by_question: dict[str, list[int]] = defaultdict(list)
     for r in rows:
         by_question[r.question_id].append(r.correct)
+    return by_question
+
+
+def _bootstrap_rows(rows: Sequence[Row]) -> tuple[float, float]:
+    """Percentile interval of accuracy over question-level resamples (seeds stay together)."""
+    by_question = _by_question(rows)
     correct = np.array([sum(v) for v in by_question.values()], dtype=float)
     trials = np.array([len(v) for v in by_question.values()], dtype=float)
-    rng = np.random.default_rng(0)
-    draws = rng.integers(0, len(correct), size=(BOOTSTRAP_RESAMPLES, len(correct)))
-    accuracy = correct[draws].sum(axis=1) / trials[draws].sum(axis=1)
-    low, high = np.percentile(accuracy, [2.5, 97.5])
-    return float(low), float(high)
+    draws = _resamples(len(correct))
+    return _percentiles(correct[draws].sum(axis=1) / trials[draws].sum(axis=1))
+
+
+def paired_difference(rows: Sequence[Row], baseline: Sequence[Row]
+                      ) -> tuple[float, float, float, int] | None:
+    """Accuracy minus the baseline's on the questions both ran (each question's accuracy the
+    mean over its seeds): (difference, 95% bootstrap low, high, questions), None if none."""
+    mine, theirs = _by_question(rows), _by_question(baseline)
+    shared = [q for q in mine if q in theirs]
+    if not shared:
+        return None
+    d = np.array([np.mean(mine[q]) - np.mean(theirs[q]) for q in shared])
+    low, high = _percentiles(d[_resamples(len(d))].mean(axis=1))
+    return float(d.mean()), low, high, len(shared)
 
 
 @dataclass(frozen=True)
@@ -158,6 +188,11 @@ class SchemeSummary:
     seconds_are_model_time: bool
     mean_model_calls: float
     tokens_vs_cot: float | None
+    # Paired accuracy difference to cot on the questions both ran (see the module docstring)
+    gain_vs_cot: float | None = None
+    gain_low: float | None = None
+    gain_high: float | None = None
+    gain_questions: int = 0
 
 
 def summarize(rows: Iterable[Row], *, ci: str = "wilson",
@@ -172,9 +207,14 @@ def summarize(rows: Iterable[Row], *, ci: str = "wilson",
     out = [_summary(name, by_scheme[name], CI_METHODS[ci]) for name in names]
     cot = next((s for s in out if s.scheme == "cot"), None)  # else cot with settings
     cot = cot or next((s for s in out if s.family == "cot"), None)
+    if cot is None:
+        return out
     for s in out:
-        if cot is not None and cot.mean_completion_tokens > 0:
+        if cot.mean_completion_tokens > 0:
             s.tokens_vs_cot = s.mean_completion_tokens / cot.mean_completion_tokens
+        paired = paired_difference(by_scheme[s.scheme], by_scheme[cot.scheme])
+        if s is not cot and paired is not None:
+            s.gain_vs_cot, s.gain_low, s.gain_high, s.gain_questions = paired
     return out
 
 
@@ -198,14 +238,20 @@ def _summary(name: str, rows: Sequence[Row], method: CIMethod) -> SchemeSummary:
 # -- output formats -------------------------------------------------------------------------
 
 HEADERS = ("scheme", "accuracy", "95% CI", "rows", "questions", "seeds",
-           "tokens/q", "seconds/q", "vs cot")
+           "tokens/q", "seconds/q", "vs cot", "Δ vs cot (points)")
 
 
 def table_cells(s: SchemeSummary) -> list[str]:
     return [s.scheme, f"{s.accuracy:.1%}", f"{s.ci_low:.1%}–{s.ci_high:.1%}", str(s.rows),
             str(s.questions), str(s.seeds), f"{s.mean_completion_tokens:,.0f}",
             f"{s.mean_seconds:.2f}",
-            "—" if s.tokens_vs_cot is None else f"{s.tokens_vs_cot:.1f}×"]
+            "—" if s.tokens_vs_cot is None else f"{s.tokens_vs_cot:.1f}×", _gain_cell(s)]
+
+
+def _gain_cell(s: SchemeSummary) -> str:
+    if s.gain_vs_cot is None or s.gain_low is None or s.gain_high is None:
+        return "—"
+    return f"{100 * s.gain_vs_cot:+.1f} [{100 * s.gain_low:+.1f}, {100 * s.gain_high:+.1f}]"
 
 
 def title(meta: Mapping[str, Any]) -> str:
@@ -215,14 +261,16 @@ def title(meta: Mapping[str, Any]) -> str:
 
 
 def to_markdown(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str) -> str:
-    right = {"accuracy", "rows", "questions", "seeds", "tokens/q", "seconds/q", "vs cot"}
+    right = {"accuracy", "rows", "questions", "seeds", "tokens/q", "seconds/q", "vs cot",
+             "Δ vs cot (points)"}
     lines = [f"**{title(meta)}**", "",
              "| " + " | ".join(HEADERS) + " |",
              "|" + "|".join("---:" if h in right else "---" for h in HEADERS) + "|"]
     lines += ["| " + " | ".join(table_cells(s)) + " |" for s in summaries]
     lines += ["", f"{CI_METHODS[ci].description}. tokens/q: mean completion tokens per question "
               f"(discarded samples included); seconds/q: {_seconds_note(summaries)}; vs cot: "
-              "tokens/q over cot's."]
+              "tokens/q over cot's; Δ vs cot: accuracy points over cot's on the questions both "
+              "ran, paired, with a 95% bootstrap interval over questions."]
     return "\n".join(lines) + "\n"
 
 
