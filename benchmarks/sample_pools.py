@@ -10,9 +10,11 @@ answer), this reads the chains back and reports, in Markdown:
   * agreement: the share of chains that give the most common answer; chains cut at max_tokens;
   * adaptive: how many chains the adaptive rows drew, and their accuracy and tokens against
     self-consistency@N on the same question × seed;
-  * a what-if sweep of adaptive's stopping rule (`--sweep`): the same Beta criterion replayed
-    over each pool at other confidences and batch sizes, giving the accuracy and share of
-    self-consistency@N's tokens each setting would have had on these very chains.
+  * what-ifs (`--sweep`): adaptive's Beta criterion replayed over each pool at other
+    confidences and batch sizes (the accuracy and share of self-consistency@N's tokens each
+    setting would have had on these very chains); and other selections over the first k chains
+    of each pool: majority, confidence-weighted majority (best-of-n's default) and the single
+    most confident chain, from the token log-probabilities the pool stored with each sample.
 
 Nothing is generated: it reads the results file. Usage:
 
@@ -28,14 +30,17 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 from ponder.core.problem import Problem
 from ponder.core.types import Node, Trace
 from ponder.eval.report import parse_positions, wilson
 from ponder.eval.runner import task_of
-from ponder.eval.store import Store
+from ponder.eval.store import Row, Store
 from ponder.schemes.adaptive import leader_probability
 from ponder.schemes.vote import tally
+from ponder.scorers.confidence import Confidence
+from ponder.tasks import Task
 
 
 def pct(k: int, n: int) -> str:
@@ -81,6 +86,7 @@ def main() -> None:
     with Store.read(args.db) as store:
         meta = store.meta()
         rows = [r for r in store.rows() if keep is None or r.position in keep]
+        drawn_samples = store.samples({r.question_id for r in rows}) if args.sweep else {}
     task = task_of(meta)
     problem = Problem(question="", messages=(), extract=task.extract, key=task.key)
     pools = [(r, chains(r.trace)) for r in rows if r.scheme == args.scheme]
@@ -154,6 +160,48 @@ def main() -> None:
                 print(f"| {batch} | {confidence} | {pct(right_k, len(drawn))}"
                       f" | {statistics.mean(len(d) for _, d in drawn):.1f}"
                       f" | {sum(c.tokens for _, d in drawn for c in d) / full:.0%} |")
+        selections(pools, drawn_samples, problem, task, ks, rows)
+
+
+def selections(pools: list[tuple[Row, list[Node]]], samples: dict[str, dict[str, dict[int, Any]]],
+               problem: Problem, task: Task, ks: list[int], rows: list[Row]) -> None:
+    """Majority, confidence-weighted majority and the most confident chain over the first k
+    chains of every pool whose samples (with token log-probabilities) are stored."""
+    logprobs = {(q, c.text): c.token_logprobs for q, pools_of_q in samples.items()
+                for pool in pools_of_q.values() for c in pool.values()}
+    scored = [(r, cs, [logprobs.get((r.question_id, c.text)) for c in cs]) for r, cs in pools]
+    scored = [(r, cs, lps) for r, cs, lps in scored if all(lp for lp in lps)]
+    if not scored:
+        return
+    confidence = Confidence()
+    print(f"\nSelections over the first k chains of the same pools ({len(scored)} of "
+          f"{len(pools)} have their samples' log-probabilities stored); confidence = the "
+          "geometric-mean token probability (`ponder.scorers.confidence`):\n")
+    print("| k | majority | confidence-weighted majority | most confident chain |"
+          " stored best-of-n@k agrees |")
+    print("|---:|---|---|---|---:|")
+    for k in ks:
+        if k == 1:
+            continue
+        wins = {"majority": 0, "weighted": 0, "plain": 0}
+        stored = {(q.question_id, q.seed): q.correct for q in rows
+                  if q.scheme == f"best-of-n@{k}"}
+        agree = []
+        for r, cs, lps in scored:
+            nodes, scores = cs[:k], confidence([""] * k, [""] * k, token_logprobs=lps[:k])
+            weighted = tally(nodes, problem, weights=[s or 0.0 for s in scores])
+            best = max(range(k), key=lambda i: (scores[i] or 0.0, -i))
+            picks = {"majority": majority(nodes, problem),
+                     "weighted": weighted[0].answer if weighted else None,
+                     "plain": nodes[best].answer}
+            for name, answer in picks.items():
+                wins[name] += answer is not None and task.check(answer, r.gold)
+            if (r.question_id, r.seed) in stored:
+                ok = picks["weighted"] is not None and task.check(picks["weighted"], r.gold)
+                agree.append(stored[(r.question_id, r.seed)] == ok)
+        print(f"| {k} | {pct(wins['majority'], len(scored))} | {pct(wins['weighted'], len(scored))}"
+              f" | {pct(wins['plain'], len(scored))} | "
+              f"{f'{sum(agree)}/{len(agree)}' if agree else '—'} |")
 
 
 if __name__ == "__main__":
