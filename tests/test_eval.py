@@ -25,6 +25,7 @@ from ponder.eval.report import (
     parse_positions,
     read_rows,
     summarize,
+    table_cells,
     wilson,
 )
 from ponder.eval.runner import (
@@ -586,5 +587,81 @@ def test_a_task_file_config_error_comes_before_anything_runs(
     data = write_questions(tmp_path / "q.jsonl")
     with pytest.raises(ConfigError, match=message):
         config(tmp_path, **{"task": str(data), "data": None, **change})
-    with pytest.raises(ConfigError, match="write KEY=COLUMN"):
-        parse_fields(["question"])
+
+
+def test_fields_are_key_equals_column() -> None:
+    assert parse_fields(["question = problem", "id=uid"]) == {"question": "problem", "id": "uid"}
+    for bad in ("question", "=problem", "question="):
+        with pytest.raises(ConfigError, match="write KEY=COLUMN"):
+            parse_fields([bad])
+
+
+def task_file_run(tmp_path: Path, **changes: object) -> EvalConfig:
+    # (not q.jsonl, which `config` writes afresh on every call)
+    settings: dict[str, object] = dict(task=str(tmp_path / "tasks.jsonl"), data=None,
+                                       schemes=("cot",), seeds=1)
+    settings.update(changes)
+    return config(tmp_path, **settings)
+
+
+def test_a_task_file_run_resumes_under_the_same_reading_however_it_is_spelled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = write_questions(tmp_path / "tasks.jsonl")
+    run_eval(task_file_run(tmp_path, limit=2), progress=False)
+    # the defaults spelled out, and the file named by a relative path from elsewhere
+    monkeypatch.chdir(tmp_path)
+    spelled = task_file_run(tmp_path, task="tasks.jsonl", limit=4, resume=True, checker="math",
+                            fields={"question": "question", "answer": "answer"})
+    assert run_eval(spelled, progress=False).written == 2
+    with Store.read(tmp_path / "run.db") as store:
+        settings = store.meta()["settings"]
+    assert settings["fields"] == {"question": "question", "answer": "answer", "id": None}
+    assert settings["checker"] == "math" and len(settings["sha256"]) == 64
+    assert "instruction" not in settings
+
+    with pytest.raises(StoreMismatch, match="settings="):  # another checker
+        run_eval(task_file_run(tmp_path, resume=True, checker="exact"), progress=False)
+    with pytest.raises(StoreMismatch, match="settings="):  # no system message now
+        run_eval(task_file_run(tmp_path, resume=True, instruction=""), progress=False)
+    data.write_text(data.read_text() + json.dumps({"question": "Q?", "answer": "1"}) + "\n")
+    with pytest.raises(StoreMismatch, match="sha256"):  # the file changed under the run
+        run_eval(task_file_run(tmp_path, resume=True), progress=False)
+
+
+def test_an_empty_instruction_asks_no_system_message_and_is_kept(tmp_path: Path) -> None:
+    write_questions(tmp_path / "tasks.jsonl")
+    seen: list[str] = []
+
+    def answer(prompt: str, i: int) -> str:
+        seen.append(prompt)
+        return "\\boxed{42}"
+
+    cfg = task_file_run(tmp_path, instruction="", limit=1)
+    run_eval(cfg, model_factory=lambda: ScriptedModel(answer), progress=False)
+    assert seen and "boxed{}" not in seen[0] and "Question 0" in seen[0]
+    with Store.read(cfg.out) as store:
+        assert store.meta()["settings"]["instruction"] == ""
+        assert task_of(store.meta()).render("Q?") == ({"role": "user", "content": "Q?"},)
+    resumed = task_file_run(tmp_path, instruction="", limit=2, resume=True)
+    assert run_eval(resumed, progress=False).written == 1
+
+
+def test_a_task_file_missing_a_column_names_the_flag(tmp_path: Path) -> None:
+    write_questions(tmp_path / "tasks.jsonl")
+    with pytest.raises(DataError, match=r"no field 'problem' .* --field question=COLUMN"):
+        run_eval(task_file_run(tmp_path, fields={"question": "problem"}), progress=False)
+
+
+def test_report_refuses_runs_that_judged_the_questions_differently(tmp_path: Path) -> None:
+    write_questions(tmp_path / "tasks.jsonl")
+    run_eval(task_file_run(tmp_path, out=tmp_path / "a.db"), progress=False)
+    run_eval(task_file_run(tmp_path, out=tmp_path / "b.db", checker="exact",
+                           schemes=("self-consistency@2",)), progress=False)
+    with pytest.raises(DataError, match="read its questions with checker='exact'"):
+        read_rows([tmp_path / "a.db", tmp_path / "b.db"])
+
+
+def test_the_gain_cell_says_when_cot_covers_fewer_questions(hand_db: Path) -> None:
+    rows = [r for r in stored(hand_db) if not (r.scheme == "cot" and r.position < 2)]
+    sc = summarize(rows, order=["cot", "self-consistency@4"])[1]
+    assert sc.gain_questions == 3 and table_cells(sc)[-1].endswith(" on 3 q")

@@ -117,6 +117,8 @@ CI_METHODS: dict[str, CIMethod] = {
 # -- reading -------------------------------------------------------------------------------
 
 SAME_RUN = ("task", "split", "model")  # what files reported together must share
+# ... and how they read and asked the questions (absent, in files of named tasks, alike)
+SAME_READING = ("fields", "checker", "sha256", "instruction")
 
 
 def parse_positions(text: str) -> range:
@@ -154,6 +156,12 @@ def read_rows(paths: Sequence[Path], positions: str | None = None
                     raise DataError(f"{path} holds {key}={this.get(key)!r} but {paths[0]} holds "
                                     f"{meta.get(key)!r}; report one task, split and model at "
                                     "a time")
+            for key in SAME_READING:
+                mine, first = ((m.get("settings") or {}).get(key) for m in (this, meta))
+                if mine != first:
+                    raise DataError(f"{path} read its questions with {key}={mine!r} but "
+                                    f"{paths[0]} with {first!r}; report runs that asked and "
+                                    "judged the questions alike")
             schemes += [s for s in this.get("schemes", ()) if s not in schemes]
             for r in store.rows(traces=False):
                 if keep is not None and r.position not in keep:
@@ -251,7 +259,8 @@ def table_cells(s: SchemeSummary) -> list[str]:
 def _gain_cell(s: SchemeSummary) -> str:
     if s.gain_vs_cot is None or s.gain_low is None or s.gain_high is None:
         return "—"
-    return f"{100 * s.gain_vs_cot:+.1f} [{100 * s.gain_low:+.1f}, {100 * s.gain_high:+.1f}]"
+    cell = f"{100 * s.gain_vs_cot:+.1f} [{100 * s.gain_low:+.1f}, {100 * s.gain_high:+.1f}]"
+    return cell if s.gain_questions == s.questions else f"{cell} on {s.gain_questions} q"
 
 
 def title(meta: Mapping[str, Any]) -> str:

@@ -25,6 +25,7 @@ stored as seed 0; the report shows its `seeds` as 1.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import sys
@@ -46,7 +47,7 @@ from ponder.core.types import Completion
 from ponder.eval.shared import SharedSamples
 from ponder.eval.store import Row, Store
 from ponder.schemes import Scheme, get_scheme
-from ponder.tasks.base import Record, Task
+from ponder.tasks.base import DEFAULT_CHECKER, Record, Task
 
 ModelFactory = Callable[[], LanguageModel]
 
@@ -120,14 +121,14 @@ class EvalConfig:
             settings["temperature"] = self.temperature
         if self.start:  # which questions: part of the identity, absent in older files
             settings["start"] = self.start
-        # How questions are read and asked; absent unless given, as in older files
-        if self.fields:
-            settings["fields"] = dict(self.fields)
-        if self.checker is not None:
-            settings["checker"] = self.checker
-        if self.instruction is not None:
-            settings["instruction"] = self.instruction
         task = self.load_task()
+        if task.path is not None:  # a task file: how it is read, and what it held, in full
+            settings["fields"] = {"question": task.question_field, "answer": task.answer_field,
+                                  "id": task.id_field}
+            settings["checker"] = self.checker or DEFAULT_CHECKER
+            settings["sha256"] = file_digest(task.path)
+        if self.instruction is not None:  # absent unless given, as in older files
+            settings["instruction"] = self.instruction
         return {"model": self.model, "model_args": dict(self.model_args),
                 "task": str(task.path.resolve()) if task.path else self.task,
                 "split": self.split, "data": str(self.data.resolve()) if self.data else None,
@@ -135,12 +136,22 @@ class EvalConfig:
                 "schemes": list(self.schemes), "seeds": self.seeds}
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of a task file: a resumed run must read the questions the first one read."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def task_of(meta: Mapping[str, Any]) -> Task:
     """The task a results file was made with, from its metadata (`EvalConfig.meta`)."""
     from ponder.tasks import resolve_task
 
     settings = meta.get("settings") or {}
-    return resolve_task(meta["task"], fields=settings.get("fields"),
+    fields = {k: v for k, v in (settings.get("fields") or {}).items() if v is not None}
+    return resolve_task(meta["task"], fields=fields,
                         checker=settings.get("checker"), instruction=settings.get("instruction"))
 
 
@@ -202,9 +213,13 @@ def load_records(cfg: EvalConfig, task: Task) -> list[Record]:
     if missing:
         raise DataError(f"{len(missing)} questions of {task.name!r} have no gold answer (first: "
                         f"{missing[0]}); evaluation needs gold answers")
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"task {task.name!r} has duplicate question ids; ids must be unique")
+    seen: set[str] = set()
+    for r in records:
+        if r.id in seen:
+            raise DataError(f"task {task.name!r} has the question id {r.id!r} twice; ids must be "
+                            "unique (a task file: --field id=COLUMN naming a unique column, or "
+                            "no id field to number the rows)")
+        seen.add(r.id)
     return records
 
 

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.tasks import aime, arith, freeform, game24, gsm8k, math500, strategyqa
-from ponder.tasks.base import BOXED_INSTRUCTION, HubSource, Record, Task, jsonl_task, read_jsonl
+from ponder.tasks.base import (
+    BOXED_INSTRUCTION,
+    DEFAULT_CHECKER,
+    HubSource,
+    Record,
+    Task,
+    jsonl_task,
+    read_jsonl,
+)
 from ponder.tasks.rules import RULES, Rules
 
 TASKS: dict[str, Task] = {
@@ -49,7 +57,7 @@ def resolve_task(spec: str, *, fields: Mapping[str, str] | None = None,
                             f"name ({', '.join(sorted(TASKS))})")
         task = jsonl_task(spec, question_field=fields.get("question", "question"),
                           answer_field=fields.get("answer", "answer"), id_field=fields.get("id"),
-                          checker=checker or "math")
+                          checker=checker or DEFAULT_CHECKER)
     else:
         raise UnknownName("task", spec, TASKS, also="or a .jsonl file of questions")
     return task if instruction is None else replace(task, instruction=instruction)

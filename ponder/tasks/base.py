@@ -26,6 +26,7 @@ from ponder.core.types import Message, user
 from ponder.tasks.rules import RULES, Rules
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_CHECKER = "math"  # how a task file's answers are judged unless told
 
 
 def as_text(value: Any) -> str | None:
@@ -144,10 +145,13 @@ class Task:
 
     def record(self, index: int, row: Mapping[str, Any]) -> Record:
         """One raw row as a `Record`; a missing field is a one-line DataError naming the fix."""
-        for wanted in (self.question_field, self.answer_field, self.id_field):
+        for role, wanted in (("question", self.question_field), ("answer", self.answer_field),
+                             ("id", self.id_field)):
             if wanted is not None and wanted not in row:
+                fix = (f"name its {role} column: --field {role}=COLUMN" if self.path else
+                       f"give {self.name}'s own data, or the file as a task with --field")
                 raise DataError(f"{self.name} record {index} has no field {wanted!r} (it has: "
-                                f"{', '.join(sorted(row))}); name the right one in the task")
+                                f"{', '.join(sorted(row))}); {fix}")
         gold = self.gold_of(row[self.answer_field]) if self.answer_field else None
         rid = str(row[self.id_field]) if self.id_field else f"{self.name}-{index}"
         return Record(id=rid, question=str(row[self.question_field]), gold=gold, row=row)
@@ -193,7 +197,7 @@ def jsonl_task(
     *,
     question_field: str = "question",
     answer_field: str | None = "answer",
-    checker: str = "math",
+    checker: str = DEFAULT_CHECKER,
     id_field: str | None = None,
     name: str | None = None,
     instruction: str = BOXED_INSTRUCTION,
