@@ -28,9 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -38,12 +36,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rich import progress as rp
-from rich.console import Console
-
 from ponder.core.errors import ConfigError, DataError
 from ponder.core.protocols import LanguageModel, ShouldStop
 from ponder.core.types import Completion
+from ponder.eval.progress import LogLines, accuracy_text, progress_bar
 from ponder.eval.shared import SharedSamples
 from ponder.eval.store import Row, Store
 from ponder.schemes import Scheme, get_scheme
@@ -268,9 +264,9 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
                       store.add_sample)
         model = model_factory() if model_factory else load_model(cfg.model, **cfg.model_args)
         try:
-            with _progress(progress) as bar:
+            with progress_bar(progress) as bar:
                 tid = bar.add_task(task.name, total=len(jobs), completed=outcome.resumed,
-                                   acc=_accuracy(right, outcome.resumed))
+                                   acc=accuracy_text(right, outcome.resumed))
                 plain = progress and not bar.console.is_terminal
                 lines = LogLines(bar, tid, task.name) if plain else None
                 for row in _rows(todo, cfg, task, model, pools):
@@ -278,7 +274,7 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
                     outcome.written += 1
                     right += row.correct
                     bar.update(tid, advance=1, description=f"{row.scheme} seed {row.seed}",
-                               acc=_accuracy(right, outcome.resumed + outcome.written))
+                               acc=accuracy_text(right, outcome.resumed + outcome.written))
                     if lines is not None:
                         lines.maybe_print()
         finally:
@@ -368,48 +364,3 @@ def _question(jobs: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageM
         if stop.is_set():  # cut short: not a result
             return
         yield row
-
-
-def _accuracy(right: int, rows: int) -> str:
-    return f"acc {right / rows:.1%} of {rows}" if rows else "acc —"
-
-
-def _progress(enabled: bool) -> rp.Progress:
-    """A bar on stderr: rows done / planned, accuracy so far, elapsed and ETA. On a stderr that
-    is not a terminal (nohup, CI logs) the bar does not draw; `LogLines` writes lines instead."""
-    console = Console(stderr=True)
-    return rp.Progress(rp.TextColumn("{task.description:<26}"), rp.BarColumn(),
-                       rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[acc]}"),
-                       rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(),
-                       console=console, disable=not enabled or not console.is_terminal,
-                       speed_estimate_period=1800)  # rows come minutes apart
-
-
-class LogLines:
-    """The progress bar's content as one plain line every `every` seconds, for a log file:
-    `gsm8k · 450/2400 rows · acc 31.2% of 450 · 1:02:33 elapsed · ETA 3:10:00`. The ETA
-    assumes the rest goes at this session's average pace so far."""
-
-    every = 60.0
-
-    def __init__(self, bar: rp.Progress, tid: rp.TaskID, name: str) -> None:
-        self.bar, self.tid, self.name = bar, tid, name
-        self.start, self.last = time.monotonic(), time.monotonic()
-        self.first = bar.tasks[tid].completed  # rows a resumed run found done
-
-    def maybe_print(self) -> None:
-        now = time.monotonic()
-        if now - self.last < self.every:
-            return
-        self.last = now
-        t = self.bar.tasks[self.tid]
-        total = t.total or 0
-        rate = (t.completed - self.first) / max(now - self.start, 1e-9)
-        eta = _clock((total - t.completed) / rate) if rate > 0 else "—"
-        print(f"{self.name} · {t.completed:.0f}/{total:.0f} rows · {t.fields['acc']} · "
-              f"{_clock(now - self.start)} elapsed · ETA {eta}", file=sys.stderr, flush=True)
-
-
-def _clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
