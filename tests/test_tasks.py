@@ -53,6 +53,15 @@ GSM8K_NUMERIC = [
     ("answer-is", "The answer is 70,000.", "70000", True),
     ("last-number-fallback", "9 eggs at $2 each make 18", "18", True),
     ("boxed-equation", r"\boxed{2 \times 9 = 18}", "18", True),
+    # A boxed sum is the sum it states, not its last term (seen on the test split).
+    ("boxed-sum", r"\boxed{180 + 120 + 45 + 200}", "545", True),
+    ("boxed-sum-not-last-term", r"\boxed{180 + 120 + 45 + 200}", "200", False),
+    ("boxed-product-latex", r"\boxed{\$1,200 \times 3}", "3600", True),
+    ("boxed-fraction-decimal", r"\boxed{\frac{1}{2} \cdot 7.5}", "3.75", True),
+    ("boxed-negative-sum", r"\boxed{-50 + 20}", "-30", True),
+    ("boxed-power-refused", r"\boxed{2 ** 10}", "1024", False),
+    ("boxed-division-by-zero", r"\boxed{18 / 0}", "18", False),
+    ("boxed-variable", r"\boxed{L - 8}", "8", True),  # no arithmetic: the last number, as before
     ("wrong", r"\boxed{17}", "18", False),
     ("no-number", "I cannot tell", "18", False),
 ]

@@ -25,10 +25,9 @@ src/tot/tasks/game24.py; ponder/schemes/tot.py uses them.
 
 from __future__ import annotations
 
-import ast
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
 from itertools import combinations
@@ -36,50 +35,20 @@ from itertools import combinations
 from ponder.tasks.base import HubSource, Task
 from ponder.tasks.rules import Rules
 from ponder.verifiers import extract_answer
+from ponder.verifiers.arithmetic import evaluate, to_python
 
 TARGET = 24
-MAX_EXPRESSION_CHARS = 200  # 4 numbers need ~30 characters; longer is not an answer
 
-_OPERATORS: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-}
-_SYMBOLS = [("\\times", "*"), ("\\cdot", "*"), ("×", "*"), ("·", "*"), ("\\div", "/"),
-            ("÷", "/"), ("−", "-"), ("\\left", ""), ("\\right", ""), ("[", "("), ("]", ")"),
-            ("$", "")]
-_FRAC = re.compile(r"\\[dt]?frac\s*{([^{}]*)}\s*{([^{}]*)}")
-_ALLOWED = re.compile(r"^[\d\s+\-*/()]+$")
+_EQUALS_TARGET = (re.compile(rf"=\s*{TARGET}\s*\.?\s*$"), re.compile(rf"^\s*{TARGET}\s*="))
 
 
 def expression_of(answer: str) -> str:
     r"""The arithmetic in an answer: LaTeX operators made Python's, `\frac{a}{b}` -> `(a)/(b)`,
     and a trailing `= 24` (or leading `24 =`) dropped."""
-    s = _symbols_to_python(answer)
-    while (m := _FRAC.search(s)) is not None:
-        s = s[: m.start()] + f"({m[1]})/({m[2]})" + s[m.end() :]
-    s = re.sub(rf"=\s*{TARGET}\s*\.?\s*$", "", s)
-    s = re.sub(rf"^\s*{TARGET}\s*=", "", s)
+    s = to_python(answer)
+    for pattern in _EQUALS_TARGET:
+        s = pattern.sub("", s)
     return s.strip()
-
-
-def _symbols_to_python(text: str) -> str:
-    for symbol, replacement in _SYMBOLS:
-        text = text.replace(symbol, replacement)
-    return text
-
-
-class _NotAllowed(Exception):
-    pass
-
-
-def _evaluate(node: ast.AST, literals: list[int]) -> Fraction:
-    """Exact value of an allowed expression tree, collecting its integer literals."""
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        left, right = _evaluate(node.left, literals), _evaluate(node.right, literals)
-        return _OPERATORS[type(node.op)](left, right)
-    if isinstance(node, ast.Constant) and type(node.value) is int:  # not bool, not float
-        literals.append(node.value)
-        return Fraction(node.value)
-    raise _NotAllowed(type(node).__name__)
 
 
 def parse_numbers(puzzle: str | Sequence[int]) -> list[int]:
@@ -88,16 +57,9 @@ def parse_numbers(puzzle: str | Sequence[int]) -> list[int]:
 
 def solves(answer: str, puzzle: str | Sequence[int]) -> bool:
     """Whether `answer` is an expression using exactly the puzzle's numbers that equals 24."""
-    expression = expression_of(answer)
-    if len(expression) > MAX_EXPRESSION_CHARS or not _ALLOWED.match(expression):
-        return False  # names, calls, strings, hex: never parsed; `**` is, and is then refused
-    try:
-        tree = ast.parse(expression, mode="eval")
-        literals: list[int] = []
-        value = _evaluate(tree.body, literals)
-    except (SyntaxError, _NotAllowed, ZeroDivisionError, RecursionError, MemoryError):
-        return False
-    return value == TARGET and sorted(literals) == sorted(parse_numbers(puzzle))
+    parsed = evaluate(expression_of(answer))  # integers, + - * / and parentheses only
+    return (parsed is not None and parsed.value == TARGET
+            and sorted(parsed.literals) == sorted(parse_numbers(puzzle)))
 
 
 def puzzle_numbers(question: str) -> list[int]:
@@ -135,7 +97,7 @@ def partial(question: str, text: str) -> bool:
     numbers = [Fraction(n) for n in puzzle_numbers(question)]
     try:
         for line in text.splitlines():
-            line = _symbols_to_python(line)
+            line = to_python(line)
             for a, op, b, c in _EQUATION.findall(line):
                 x, y, z = Fraction(a), Fraction(b), Fraction(c)
                 if not (_take(numbers, x) and _take(numbers, y)) or _STEP[op](x, y) != z:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 from ponder.verifiers import canonical, extract_answer, is_equivalent, last_number, numbers_equal
 from ponder.verifiers.answers import to_number
+from ponder.verifiers.arithmetic import evaluate
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,22 @@ def extract_number(text: str) -> str | None:
 
 
 def numeric_equal(pred: str, gold: str) -> bool:
-    """Both sides as exact rationals. An answer that is not a plain number is read by its last
-    number (`18 \\text{ eggs}` is handled by `canonical`; `2 \\times 9 = 18` by this fallback)."""
+    """Both sides as exact rationals. An answer that is not a plain number is read as the
+    arithmetic it states (`180 + 120 + 45` is 345; `13205 - 8080 = 5225` by its last side), else
+    by its last number (`18 \\text{ eggs}` is handled by `canonical`, `x = 18` by this fallback)."""
     expected = to_number(gold)
-    got = to_number(pred)
-    if got is None and (last := last_number(pred)) is not None:
-        got = to_number(last)
+    got = stated_number(pred)
     return expected is not None and got is not None and numbers_equal(got, expected)
+
+
+def stated_number(answer: str) -> Fraction | None:
+    """A numeric answer's value: the number, the arithmetic, or the last number written."""
+    if (number := to_number(answer)) is not None:
+        return number
+    arithmetic = evaluate(answer.rsplit("=", 1)[-1], decimals=True, negation=True)
+    if arithmetic is not None:
+        return arithmetic.value
+    return to_number(last) if (last := last_number(answer)) is not None else None
 
 
 # --- exact --------------------------------------------------------------------------------------
