@@ -249,11 +249,11 @@ def test_report_numbers_on_a_hand_made_db(hand_db: Path) -> None:
     assert (sc.ci_low, sc.ci_high) == pytest.approx((0.49016, 0.94332), abs=1e-5)
     assert (cot.mean_completion_tokens, sc.mean_completion_tokens) == (100, 400)
     assert (cot.mean_seconds, sc.mean_seconds) == (0.5, 1.0)
-    assert (cot.tokens_vs_cot, sc.tokens_vs_cot) == (1.0, 4.0)
+    assert (cot.tokens_vs_baseline, sc.tokens_vs_baseline) == (1.0, 4.0)
     assert (sc.family, sc.size) == ("self-consistency", 4)
     # Paired on q0-q4, where cot is always right and sc misses q4 on both seeds: d = 0,0,0,0,-1
-    assert cot.gain_vs_cot is None
-    assert (sc.gain_vs_cot, sc.gain_questions, sc.gain_high) == (pytest.approx(-0.2), 5, 0.0)
+    assert cot.gain_vs_baseline is None
+    assert (sc.gain_vs_baseline, sc.gain_questions, sc.gain_high) == (pytest.approx(-0.2), 5, 0.0)
     assert sc.gain_low is not None and sc.gain_low < -0.2
     assert round(sc.gain_low * 5, 9).is_integer()  # a resample's mean of five 0/-1 values
 
@@ -273,7 +273,24 @@ def test_cost_is_relative_to_cot_run_with_settings(hand_db: Path) -> None:
     rows = [replace(r, scheme="cot:max_tokens=512") if r.scheme == "cot" else r
             for r in stored(hand_db)]
     cot, sc = summarize(rows, order=["cot:max_tokens=512", "self-consistency@4"])
-    assert (cot.tokens_vs_cot, sc.tokens_vs_cot) == (1.0, 4.0)
+    assert (cot.tokens_vs_baseline, sc.tokens_vs_baseline) == (1.0, 4.0)
+
+
+def test_report_compares_to_another_baseline(hand_db: Path) -> None:
+    cot, sc = summarize(stored(hand_db), baseline="self-consistency@4")
+    assert (cot.baseline, cot.tokens_vs_baseline, sc.tokens_vs_baseline) == (
+        "self-consistency@4", 0.25, 1.0)
+    assert sc.gain_vs_baseline is None and cot.gain_vs_baseline == pytest.approx(0.2)
+    assert cot.gain_questions == 5  # sc ran q0-q4 only
+
+    result = CliRunner().invoke(app, ["report", str(hand_db), "--markdown",
+                                      "--baseline", "self-consistency@4"])
+    assert result.exit_code == 0, result.output
+    assert "| vs self-consistency@4 | Δ vs self-consistency@4 (points) |" in result.stdout
+    assert "| 0.2× | +20.0 [" in result.stdout and "on 5 q |" in result.stdout
+    with pytest.raises(UnknownName, match="unknown baseline scheme 'beam@4'; valid names: "
+                       "cot, self-consistency@4"):
+        summarize(stored(hand_db), baseline="beam@4")
 
 
 def test_bootstrap_resamples_questions_and_is_reproducible(hand_db: Path) -> None:
@@ -324,7 +341,7 @@ def test_report_joins_files_of_one_run_and_keeps_a_position_range(hand_db: Path,
     assert got == {"cot": (3, 3), "self-consistency@4": (2, 2), "beam@4": (3, 1)}
     assert [s["scheme"] for s in payload["schemes"]] == ["cot", "self-consistency@4", "beam@4"]
     assert payload["meta"]["files"] == [str(hand_db), str(search)]
-    assert payload["schemes"][2]["tokens_vs_cot"] == 9.0
+    assert payload["schemes"][2]["tokens_vs_baseline"] == 9.0
 
 
 @pytest.mark.parametrize(("text", "message"), [

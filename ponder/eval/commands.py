@@ -103,6 +103,9 @@ def report_command(
     positions: Annotated[str | None, typer.Option(
         help="Only questions at these positions of the split, START:STOP (either may be "
         "left out), e.g. :100 for the first hundred.")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="Compare tokens and accuracy to this scheme (default: cot), e.g. "
+        "self-consistency@8.")] = None,
 ) -> None:
     """Accuracy (95% CI), cost per question and relative cost of each scheme in results DBs."""
     from ponder.eval.report import plot as draw
@@ -111,7 +114,7 @@ def report_command(
     if as_json and markdown:
         raise ConfigError("format", "--json --markdown", "choose one of --json and --markdown")
     meta, rows = read_rows(dbs, positions)
-    summaries = summarize(rows, ci=ci, order=meta.get("schemes", ()))
+    summaries = summarize(rows, ci=ci, order=meta.get("schemes", ()), baseline=baseline)
     if not summaries:
         err.print(f"{', '.join(map(str, dbs))}: no results yet"
                   + (f" at positions {positions}" if positions else ""), markup=False)
@@ -128,15 +131,14 @@ def report_command(
 
 
 def print_table(summaries: Sequence[SchemeSummary], ci: str) -> None:
-    from ponder.eval.report import CI_METHODS, HEADERS, table_cells
+    from ponder.eval.report import CI_METHODS, comparison_note, headers, table_cells
 
-    table = Table(*HEADERS, box=None, pad_edge=False)
+    table = Table(*headers(summaries), box=None, pad_edge=False)
     for column in table.columns[1:]:
         column.justify = "right"
     for s in summaries:
         table.add_row(*table_cells(s))
     out.print(table)
     out.print(CI_METHODS[ci].description, style="dim", markup=False)
-    if any(s.gain_vs_cot is not None for s in summaries):
-        out.print("Δ vs cot: accuracy points over cot's on the questions both ran, paired, with a "
-                  "95% bootstrap interval over questions.", style="dim", markup=False)
+    if any(s.gain_vs_baseline is not None for s in summaries):
+        out.print(comparison_note(summaries), style="dim", markup=False)

@@ -14,13 +14,15 @@ Costs are means per row, i.e. per question per run: completion tokens (every tok
 discarded samples included) and seconds. Seconds are model time where the backend reports it
 (llama.cpp: each batched step's time shared among its sequences, plus prefills), because an
 eval that runs several questions at once, or shares samples between schemes, makes a row's
-wall time mean little; otherwise wall time. `vs cot` is a scheme's mean completion tokens over
-cot's (over `cot` with settings, such as `cot:max_tokens=512`, where no plain `cot` was run).
+wall time mean little; otherwise wall time.
 
-`Δ vs cot` is the *paired* difference: on the questions both ran, the mean over questions of
-(the scheme's accuracy on the question, averaged over its seeds) minus (cot's), with a 95%
-percentile bootstrap over questions. Two schemes' own intervals overlapping says little about
-their difference; the paired interval is the one to judge a gain by.
+Both comparisons are to a baseline scheme: `cot` by default (or `cot` with settings, such as
+`cot:max_tokens=512`, where no plain `cot` was run), any scheme with `ponder report --baseline`.
+`vs cot` is a scheme's mean completion tokens over the baseline's. `Δ vs cot` is the *paired*
+difference: on the questions both ran, the mean over questions of (the scheme's accuracy on the
+question, averaged over its seeds) minus (the baseline's), with a 95% percentile bootstrap over
+questions. Two schemes' own intervals overlapping says little about their difference; the paired
+interval is the one to judge a gain by.
 """
 
 from __future__ import annotations
@@ -195,17 +197,19 @@ class SchemeSummary:
     mean_wall_seconds: float
     seconds_are_model_time: bool
     mean_model_calls: float
-    tokens_vs_cot: float | None
-    # Paired accuracy difference to cot on the questions both ran (see the module docstring)
-    gain_vs_cot: float | None = None
+    baseline: str | None  # the scheme the next two compare to (see the module docstring)
+    tokens_vs_baseline: float | None
+    # Paired accuracy difference to the baseline on the questions both ran
+    gain_vs_baseline: float | None = None
     gain_low: float | None = None
     gain_high: float | None = None
     gain_questions: int = 0
 
 
-def summarize(rows: Iterable[Row], *, ci: str = "wilson",
-              order: Sequence[str] = ()) -> list[SchemeSummary]:
-    """One summary per scheme spec, in `order` first, then the rest alphabetically."""
+def summarize(rows: Iterable[Row], *, ci: str = "wilson", order: Sequence[str] = (),
+              baseline: str | None = None) -> list[SchemeSummary]:
+    """One summary per scheme spec, in `order` first, then the rest alphabetically; costs and
+    gains relative to `baseline` (by default cot, if it was run)."""
     if ci not in CI_METHODS:
         raise UnknownName("confidence-interval method", ci, CI_METHODS)
     by_scheme: dict[str, list[Row]] = defaultdict(list)
@@ -213,16 +217,20 @@ def summarize(rows: Iterable[Row], *, ci: str = "wilson",
         by_scheme[r.scheme].append(r)
     names = [s for s in order if s in by_scheme] + sorted(set(by_scheme) - set(order))
     out = [_summary(name, by_scheme[name], CI_METHODS[ci]) for name in names]
-    cot = next((s for s in out if s.scheme == "cot"), None)  # else cot with settings
-    cot = cot or next((s for s in out if s.family == "cot"), None)
-    if cot is None:
+    if baseline is None:
+        base = next((s for s in out if s.scheme == "cot"), None)  # else cot with settings
+        base = base or next((s for s in out if s.family == "cot"), None)
+    elif (base := next((s for s in out if s.scheme == baseline), None)) is None:
+        raise UnknownName("baseline scheme", baseline, names)
+    if base is None:
         return out
     for s in out:
-        if cot.mean_completion_tokens > 0:
-            s.tokens_vs_cot = s.mean_completion_tokens / cot.mean_completion_tokens
-        paired = paired_difference(by_scheme[s.scheme], by_scheme[cot.scheme])
-        if s is not cot and paired is not None:
-            s.gain_vs_cot, s.gain_low, s.gain_high, s.gain_questions = paired
+        s.baseline = base.scheme
+        if base.mean_completion_tokens > 0:
+            s.tokens_vs_baseline = s.mean_completion_tokens / base.mean_completion_tokens
+        paired = paired_difference(by_scheme[s.scheme], by_scheme[base.scheme])
+        if s is not base and paired is not None:
+            s.gain_vs_baseline, s.gain_low, s.gain_high, s.gain_questions = paired
     return out
 
 
@@ -240,27 +248,42 @@ def _summary(name: str, rows: Sequence[Row], method: CIMethod) -> SchemeSummary:
         mean_completion_tokens=sum(r.completion_tokens for r in rows) / n,
         mean_seconds=sum(r.model_seconds or 0.0 for r in rows) / n if model_time else wall,
         mean_wall_seconds=wall, seconds_are_model_time=model_time,
-        mean_model_calls=sum(r.model_calls for r in rows) / n, tokens_vs_cot=None)
+        mean_model_calls=sum(r.model_calls for r in rows) / n, baseline=None,
+        tokens_vs_baseline=None)
 
 
 # -- output formats -------------------------------------------------------------------------
 
-HEADERS = ("scheme", "accuracy", "95% CI", "rows", "questions", "seeds",
-           "tokens/q", "seconds/q", "vs cot", "Δ vs cot (points)")
+def headers(summaries: Sequence[SchemeSummary]) -> tuple[str, ...]:
+    base = _baseline(summaries)
+    return ("scheme", "accuracy", "95% CI", "rows", "questions", "seeds", "tokens/q",
+            "seconds/q", f"vs {base}", f"Δ vs {base} (points)")
+
+
+def _baseline(summaries: Sequence[SchemeSummary]) -> str:
+    return next((s.baseline for s in summaries if s.baseline), "cot")
 
 
 def table_cells(s: SchemeSummary) -> list[str]:
     return [s.scheme, f"{s.accuracy:.1%}", f"{s.ci_low:.1%}–{s.ci_high:.1%}", str(s.rows),
             str(s.questions), str(s.seeds), f"{s.mean_completion_tokens:,.0f}",
             f"{s.mean_seconds:.2f}",
-            "—" if s.tokens_vs_cot is None else f"{s.tokens_vs_cot:.1f}×", _gain_cell(s)]
+            "—" if s.tokens_vs_baseline is None else f"{s.tokens_vs_baseline:.1f}×",
+            _gain_cell(s)]
 
 
 def _gain_cell(s: SchemeSummary) -> str:
-    if s.gain_vs_cot is None or s.gain_low is None or s.gain_high is None:
+    if s.gain_vs_baseline is None or s.gain_low is None or s.gain_high is None:
         return "—"
-    cell = f"{100 * s.gain_vs_cot:+.1f} [{100 * s.gain_low:+.1f}, {100 * s.gain_high:+.1f}]"
+    cell = (f"{100 * s.gain_vs_baseline:+.1f} [{100 * s.gain_low:+.1f}, "
+            f"{100 * s.gain_high:+.1f}]")
     return cell if s.gain_questions == s.questions else f"{cell} on {s.gain_questions} q"
+
+
+def comparison_note(summaries: Sequence[SchemeSummary]) -> str:
+    base = _baseline(summaries)
+    return (f"vs {base}: tokens/q over {base}'s; Δ vs {base}: accuracy points over {base}'s on "
+            "the questions both ran, paired, with a 95% bootstrap interval over questions.")
 
 
 def title(meta: Mapping[str, Any]) -> str:
@@ -270,16 +293,14 @@ def title(meta: Mapping[str, Any]) -> str:
 
 
 def to_markdown(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str) -> str:
-    right = {"accuracy", "rows", "questions", "seeds", "tokens/q", "seconds/q", "vs cot",
-             "Δ vs cot (points)"}
+    heads = headers(summaries)
     lines = [f"**{title(meta)}**", "",
-             "| " + " | ".join(HEADERS) + " |",
-             "|" + "|".join("---:" if h in right else "---" for h in HEADERS) + "|"]
+             "| " + " | ".join(heads) + " |",
+             "|" + "|".join("---" if h in ("scheme", "95% CI") else "---:" for h in heads) + "|"]
     lines += ["| " + " | ".join(table_cells(s)) + " |" for s in summaries]
     lines += ["", f"{CI_METHODS[ci].description}. tokens/q: mean completion tokens per question "
-              f"(discarded samples included); seconds/q: {_seconds_note(summaries)}; vs cot: "
-              "tokens/q over cot's; Δ vs cot: accuracy points over cot's on the questions both "
-              "ran, paired, with a 95% bootstrap interval over questions."]
+              f"(discarded samples included); seconds/q: {_seconds_note(summaries)}; "
+              + comparison_note(summaries)]
     return "\n".join(lines) + "\n"
 
 
@@ -293,7 +314,7 @@ def _seconds_note(summaries: Sequence[SchemeSummary]) -> str:
 
 
 def to_json(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str) -> str:
-    payload = {"meta": dict(meta),
+    payload = {"meta": dict(meta), "baseline": _baseline(summaries) if summaries else None,
                "ci": {"method": ci, "level": 0.95, "description": CI_METHODS[ci].description},
                "schemes": [asdict(s) for s in summaries]}
     return json.dumps(payload, indent=1)
