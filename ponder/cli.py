@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +11,7 @@ import typer
 from rich.console import Console
 
 from ponder.core.errors import ConfigError, PonderError
+from ponder.core.files import write_text_atomic
 from ponder.eval.commands import eval_command, report_command
 from ponder.serve.commands import serve_command
 from ponder.trace_view import trace_command
@@ -29,19 +28,6 @@ err = Console(stderr=True, highlight=False)
 def fail(message: str, code: int = 2) -> None:
     err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @app.command()
@@ -106,7 +92,7 @@ def solve(
             lm.close()
 
     if trace is not None:
-        write_atomic(trace, json.dumps(result.trace.to_dict(), indent=1))
+        write_text_atomic(trace, json.dumps(result.trace.to_dict(), indent=1))
     usage = result.usage
     if as_json:
         payload = {"model": model, "scheme": chosen.name, **result.to_dict()}

@@ -23,6 +23,7 @@ from ponder.eval.__main__ import app
 from ponder.eval.report import (
     paired_difference,
     parse_positions,
+    plot,
     read_rows,
     summarize,
     table_cells,
@@ -238,7 +239,10 @@ def test_wilson_matches_hand_computation() -> None:
     assert wilson(7, 10) == pytest.approx((0.39678, 0.89220), abs=1e-5)
     # 8/10: centre (.8 + .19207)/1.38415 = .71674; half = 1.41600 · sqrt(.016 + .0096036) = .22658
     assert wilson(8, 10) == pytest.approx((0.49016, 0.94332), abs=1e-5)
-    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)
+    # All right or all wrong: the interval ends exactly at 1 or 0 (rounding left 1e-17 in, and
+    # the plot's error bars refused a negative length).
+    for n in range(1, 40):
+        assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
 
 
 def test_report_numbers_on_a_hand_made_db(hand_db: Path) -> None:
@@ -322,6 +326,16 @@ def test_report_command_json_markdown_and_plot(hand_db: Path, tmp_path: Path) ->
     assert "Wilson score interval" in result.stdout
     png = (tmp_path / "plot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR" and len(png) > 5000
+
+
+@pytest.mark.parametrize("ci", ["wilson", "bootstrap"])
+def test_plot_draws_schemes_that_got_everything_right_or_wrong(tmp_path: Path, ci: str) -> None:
+    rows = [row(q, scheme, 0, int(scheme == "cot"), 100) for q in range(7)
+            for scheme in ("cot", "beam@4")]
+    beam, cot = summaries = summarize(rows, ci=ci)
+    assert (beam.accuracy, beam.ci_low, cot.accuracy, cot.ci_high) == (0.0, 0.0, 1.0, 1.0)
+    plot(summaries, tmp_path / "p.png", "all or nothing")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_report_joins_files_of_one_run_and_keeps_a_position_range(hand_db: Path,

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -40,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ponder.core.errors import ConfigError, DataError, UnknownName
+from ponder.core.files import atomic_file
 from ponder.eval.store import Row, Store
 from ponder.schemes import parse_spec
 
@@ -55,7 +54,7 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, center - half), min(1.0, center + half)
+    return min(p, max(0.0, center - half)), max(p, min(1.0, center + half))  # p in, rounding
 
 
 def _wilson_rows(rows: Sequence[Row]) -> tuple[float, float]:
@@ -322,7 +321,7 @@ def to_json(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str
 
 def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
     """Accuracy vs mean completion tokens per question (log x), one line per scheme family,
-    error bars from the CIs. Written atomically (a temporary file, then a rename)."""
+    error bars from the CIs. Written whole or not at all (`atomic_file`)."""
     try:
         import matplotlib
     except ImportError:
@@ -340,7 +339,8 @@ def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
         members = sorted(members, key=lambda s: (s.size or 0, s.mean_completion_tokens))
         xs = [max(s.mean_completion_tokens, 1.0) for s in members]  # log axis: no zeros
         ys = [s.accuracy for s in members]
-        yerr = [[s.accuracy - s.ci_low for s in members], [s.ci_high - s.accuracy for s in members]]
+        yerr = [[max(0.0, s.accuracy - s.ci_low) for s in members],  # a percentile bootstrap
+                [max(0.0, s.ci_high - s.accuracy) for s in members]]  # may leave the point out
         ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=3, label=family,
                     linestyle="-" if len(members) > 1 else "none")
         for s, x, y in zip(members, xs, ys, strict=True):
@@ -358,12 +358,8 @@ def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
+        with atomic_file(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=120)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)

@@ -43,9 +43,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ponder.core.errors import ConfigError, DataError, UnknownName
+from ponder.core.files import write_text_atomic
 from ponder.core.protocols import LanguageModel
 from ponder.core.types import Result, Trace
-from ponder.train.sft import check_sft_args, sft, write_dataset, write_text_atomic
+from ponder.train.sft import check_sft_args, sft, write_dataset
 
 if TYPE_CHECKING:
     from ponder.schemes import Scheme

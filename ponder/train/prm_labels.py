@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ponder.core.errors import ConfigError, DataError
+from ponder.core.files import write_text_atomic
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel
 from ponder.core.types import Completion, GenerationRequest, SamplingParams
 from ponder.models.wrap import Wrapper
-from ponder.train.sft import write_text_atomic
 
 if TYPE_CHECKING:
     from ponder.tasks import Record, Task

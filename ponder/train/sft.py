@@ -8,7 +8,7 @@ it did), `check_sft_args` (its settings, checked before any work), and `write_da
 `ponder.train.distill` collects them). Then helpers
 other trainers (GRPO, PRM) can share: `step_log_callback` (a Trainer callback appending every log
 to a JSONL file and echoing one line a step), `publish_folder` (move a finished model folder into
-place atomically), `write_text_atomic` and `fsync_dir`.
+place atomically).
 
 Choices where TRL leaves room:
   * Loss on the assistant reply only, for any chat template: TRL 1.16's `assistant_only_loss`
@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.core.errors import ConfigError, DataError
+from ponder.core.files import atomic_file, fsync_dir
 
 DEFAULT_LR = {False: 1e-5, True: 1e-4}  # full fine-tuning, LoRA
 
@@ -147,25 +147,15 @@ def write_dataset(examples: Iterable[Mapping[str, Any]], path: str | Path) -> Pa
         raise ConfigError("dataset path", str(path),
                           f"end it in one of {', '.join(DATASET_FORMATS)}")
     rows = [dict(e) for e in examples]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if path.suffix == ".parquet":
-                import pyarrow as pa
-                import pyarrow.parquet as pq
+    with atomic_file(path, "wb") as fh:
+        if path.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-                pq.write_table(pa.Table.from_pylist(rows), fh)
-            else:
-                for row in rows:
-                    fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+            pq.write_table(pa.Table.from_pylist(rows), fh)
+        else:
+            for row in rows:
+                fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
     return path
 
 
@@ -302,30 +292,3 @@ def publish_folder(work: Path, out_dir: Path) -> None:
     os.replace(work, out_dir)
     fsync_dir(out_dir.parent)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file whole or not at all: a temporary file beside it, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a plain file is 0644 (umask 022)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the renames in a folder durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
