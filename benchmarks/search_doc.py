@@ -1,0 +1,148 @@
+"""Writes issue 4's accuracy pages from the search runs' databases, finished or not.
+
+    .venv/bin/python benchmarks/search_doc.py            # both pages
+    .venv/bin/python benchmarks/search_doc.py gsm8k      # docs/results/search_gsm8k100.md only
+    .venv/bin/python benchmarks/search_doc.py --runs /tmp/smoke --out /tmp/pages   # elsewhere
+
+For each run (benchmarks/search_gsm8k100.sh, benchmarks/search_game24.sh) the page holds: its
+status (questions each scheme has, of those asked), the command, the report against cot, the
+report against self-consistency at about search's cost (the paired difference on the same
+questions: the comparison the issue asks for), and one computed sentence per search scheme
+saying whether it beat that baseline. A run not finished is marked IN PROGRESS and gets no plot;
+a finished one gets the plot (`--plot`) beside its page. Reads only: safe beside the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ponder.eval.report import SchemeSummary, plot, read_rows, summarize, title, to_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH = ("beam", "dvts", "mcts", "tot")
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str
+    heading: str
+    files: tuple[str, ...]  # results databases, in the runs folder
+    positions: str | None  # questions of the chain file that the search run also asked
+    questions: int  # how many the run asks
+    baseline: str  # the sampled scheme whose cost is nearest search's budgets
+    command: str
+    settings: str  # what the page says about models and budgets, Markdown
+
+
+PAGES = {
+    "gsm8k": Page(
+        name="search_gsm8k100",
+        heading="Tree search on GSM8K (test, first 100 questions), default model",
+        files=("gsm8k_test200.db", "search_gsm8k100.db"), positions=":100",
+        questions=100, baseline="self-consistency@8",
+        command="benchmarks/search_gsm8k100.sh    # resumable; the ponder eval line is in the "
+                "script\n    ponder report runs/gsm8k_test200.db runs/search_gsm8k100.db "
+                "--positions :100 --markdown [--baseline self-consistency@8]",
+        settings="Qwen2.5-Coder-0.5B-Instruct Q4_K_M through llama.cpp in-process, 2 threads. "
+        "The chain schemes (cot greedy; self-consistency and best-of-n sampled at temperature "
+        "0.7, top-p 0.95, 512 tokens a chain, two seeds) are issue 3's rows for these "
+        "questions (docs/results/gsm8k_test200.md); the search schemes ran once (one seed) "
+        "with the policy as its own judge (the probability of \"Yes\" to \"is this step "
+        "correct?\"): beam@4 with 2 expansions a beam and mcts@16 capped at 4,096 completion "
+        "tokens a question, tot (3 states kept, 3 sampled steps each, one 48-token value reply "
+        "a state, depth ≤ 8) at 6,144. Judge and value replies count in tokens/q; the judge's "
+        "prompts do not (they are prefill, docs/results/tree_speed.md)."),
+    "game24": Page(
+        name="search_game24",
+        heading="Game of 24 (Tree-of-Thoughts test slice, records 900–999), default model",
+        files=("search_game24.db",), positions=None, questions=100,
+        baseline="self-consistency@8",
+        command="benchmarks/search_game24.sh    # resumable; the ponder eval line is in the "
+                "script\n    ponder report runs/search_game24.db --markdown "
+                "[--baseline self-consistency@8]",
+        settings="Qwen2.5-Coder-0.5B-Instruct Q4_K_M through llama.cpp in-process, 2 threads, "
+        "one seed. Every scheme asks Tree-of-Thoughts' chain-of-thought prompt (five worked "
+        "puzzles), so a step is a line \"a op b = c (left: ...)\". Chains: 512 tokens "
+        "(self-consistency and best-of-n share their 8 samples). beam@4 (4 expansions a beam) "
+        "and mcts@32 use the rule scorer, which replays each step exactly from the puzzle's "
+        "numbers and asks whether what is left can still make 24; tot keeps 3 states a depth "
+        "with one 64-token value reply a state. Search budgets: 8,192 completion tokens a "
+        "puzzle, a step ≤ 64 tokens. An answer is right when its expression uses the four "
+        "numbers once each and equals 24, exactly (ponder/tasks/game24.py)."),
+}
+
+
+def verdicts(summaries: list[SchemeSummary], baseline: str) -> list[str]:
+    base = next(s for s in summaries if s.scheme == baseline)
+    lines = []
+    for s in summaries:
+        if s.family not in SEARCH or s.gain_vs_baseline is None:
+            continue
+        low, high = 100 * (s.gain_low or 0.0), 100 * (s.gain_high or 0.0)
+        word = ("beat" if low > 0 else "did worse than" if high < 0
+                else "did not measurably beat")
+        lines.append(f"- **{s.scheme} {word} {baseline}**: {100 * s.gain_vs_baseline:+.1f} "
+                     f"points [{low:+.1f}, {high:+.1f}] on the {s.gain_questions} questions "
+                     f"both ran ({s.accuracy:.1%} against {base.accuracy:.1%} over all their "
+                     f"rows), at {s.tokens_vs_baseline:.2f}× its tokens.")
+    return lines
+
+
+def write(page: Page, runs: Path, out_dir: Path) -> Path:
+    files = [runs / f for f in page.files]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        sys.exit(f"{', '.join(missing)}: not written yet; run the measurement first")
+    meta, rows = read_rows(files, page.positions)
+    order = meta.get("schemes", ())
+    vs_cot = summarize(rows, order=order)
+    vs_base = summarize(rows, order=order, baseline=page.baseline)
+    finished = all(s.questions >= page.questions for s in vs_cot) and len(vs_cot) > 1
+    status = ", ".join(f"{s.scheme} {s.questions}" for s in vs_cot)
+    out = out_dir / f"{page.name}.md"
+    png = out.with_suffix(".png")
+    if finished:
+        plot(vs_cot, png, title(meta))
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = [
+        f"# {page.heading}" + ("" if finished else " — IN PROGRESS"), "",
+        (f"Complete: every scheme has all {page.questions} questions." if finished else
+         f"**Status ({now}): questions stored per scheme: {status} (of "
+         f"{page.questions}); the run continues across sessions. Every number below is on "
+         "the questions stored so far and will change.**"), "",
+        page.settings, "",
+        "    " + page.command, "    .venv/bin/python benchmarks/search_doc.py   # this page", "",
+        "## Against cot", "", to_markdown(vs_cot, meta, "wilson"),
+        f"## Against {page.baseline}", "",
+        f"The paired difference to {page.baseline}, the sampled scheme whose spend is nearest "
+        "the search budgets, on the questions both ran; a search scheme beats it only if the "
+        "interval lies above zero.", "",
+        to_markdown(vs_base, meta, "wilson"),
+        *verdicts(vs_base, page.baseline), "",
+    ]
+    if finished:
+        text += [f"![accuracy against tokens]({png.name})", ""]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(text))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pages", nargs="*", metavar="PAGE", help=f"of {', '.join(PAGES)}")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs", help="the databases' folder")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results",
+                        help="where the pages go")
+    args = parser.parse_args()
+    if unknown := set(args.pages) - set(PAGES):
+        parser.error(f"unknown page {', '.join(sorted(unknown))}; valid: {', '.join(PAGES)}")
+    for key in args.pages or PAGES:
+        print(f"wrote {write(PAGES[key], args.runs, args.out)}")
+
+
+if __name__ == "__main__":
+    main()
