@@ -37,7 +37,8 @@ from ponder.core.types import Node, Trace
 from ponder.eval.report import parse_positions, wilson
 from ponder.eval.runner import task_of
 from ponder.eval.store import Row, Store
-from ponder.schemes.adaptive import leader_probability
+from ponder.schemes.adaptive import Config as AdaptiveConfig
+from ponder.schemes.adaptive import stopping_reason
 from ponder.schemes.vote import tally
 from ponder.scorers.confidence import Confidence
 from ponder.tasks import Task
@@ -59,15 +60,13 @@ def majority(nodes: list[Node], problem: Problem) -> str | None:
     return ranked[0].answer if ranked else None
 
 
-def replay(nodes: list[Node], problem: Problem, batch: int, confidence: float) -> list[Node]:
+def replay(nodes: list[Node], problem: Problem, config: AdaptiveConfig) -> list[Node]:
     """The chains adaptive (`ponder.schemes.adaptive`) would draw from this pool, in order."""
     drawn = 0
     while drawn < len(nodes):
-        drawn = min(drawn + batch, len(nodes))
-        ranked = tally(nodes[:drawn], problem)
-        v1 = ranked[0].votes if ranked else 0
-        v2 = ranked[1].votes if len(ranked) > 1 else 0
-        if v1 > 0 and leader_probability(v1, v2) >= confidence:
+        drawn = min(drawn + config.batch, len(nodes))
+        votes = [a.votes for a in tally(nodes[:drawn], problem)]
+        if stopping_reason(votes, drawn, config) is not None:
             break
     return nodes[:drawn]
 
@@ -151,15 +150,20 @@ def main() -> None:
         whole = pct(sum(won(cs, r.gold) for r, cs in pools), len(pools))
         print(f"\nAdaptive's stopping rule replayed over the same {len(pools)} pools (what-if; "
               f"the full pool is {args.scheme}: {whole}):\n")
-        print("| batch | confidence | accuracy | mean chains | tokens vs full pool |")
-        print("|---:|---:|---|---:|---:|")
-        for batch in (1, 2, 4):
-            for confidence in (0.95, 0.9, 0.8, 0.7):
-                drawn = [(r, replay(cs, problem, batch, confidence)) for r, cs in pools]
-                right_k = sum(won(d, r.gold) for r, d in drawn)
-                print(f"| {batch} | {confidence} | {pct(right_k, len(drawn))}"
-                      f" | {statistics.mean(len(d) for _, d in drawn):.1f}"
-                      f" | {sum(c.tokens for _, d in drawn for c in d) / full:.0%} |")
+        print("| batch | confidence | give up after | accuracy | mean chains "
+              "| tokens vs full pool |")
+        print("|---:|---:|---:|---|---:|---:|")
+        settings = [(batch, confidence, 0) for batch in (1, 2, 4)
+                    for confidence in (0.95, 0.9, 0.8, 0.7)]
+        settings += [(4, confidence, 4) for confidence in (0.95, 0.8)]  # ≤ 2 of 4 agree: stop
+        for batch, confidence, give_up in settings:
+            config = AdaptiveConfig(n=n, batch=batch, confidence=confidence,
+                                    give_up_after=give_up)
+            drawn = [(r, replay(cs, problem, config)) for r, cs in pools]
+            right_k = sum(won(d, r.gold) for r, d in drawn)
+            print(f"| {batch} | {confidence} | {give_up or '—'} | {pct(right_k, len(drawn))}"
+                  f" | {statistics.mean(len(d) for _, d in drawn):.1f}"
+                  f" | {sum(c.tokens for _, d in drawn for c in d) / full:.0%} |")
         selections(pools, drawn_samples, problem, task, ks, rows)
 
 

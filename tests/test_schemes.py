@@ -97,6 +97,31 @@ def test_adaptive_stops_when_decided(answers: list[str], calls: int, samples: in
     assert result.usage.model_calls == calls
 
 
+@pytest.mark.parametrize(
+    ("answers", "settings", "samples", "gave_up"),
+    [
+        pytest.param(["1", "2", "3", "4"] * 4, {"give_up_after": 4}, 4, True,
+                     id="all-different-gives-up"),
+        pytest.param(["1", "1", "2", "3"] * 4, {"give_up_after": 4}, 4, True,
+                     id="two-of-four-gives-up"),
+        pytest.param(["1", "1", "2", "3"] * 4, {"give_up_after": 4, "give_up_votes": 1}, 16,
+                     False, id="two-of-four-is-enough-at-give_up_votes-1"),
+        pytest.param(["9", "9", "9", "8"] + ["9"] * 12, {"give_up_after": 4}, 8, False,
+                     id="three-of-four-draws-on-then-decides"),
+        pytest.param(["1", "2", "3", "4"] * 4, {"give_up_after": 8}, 8, True,
+                     id="gives-up-only-after-give_up_after"),
+        pytest.param(["1", "2", "3", "4"] * 4, {}, 16, False, id="off-by-default"),
+    ],
+)
+def test_adaptive_gives_up_on_a_scattered_vote(answers: list[str], settings: dict[str, int],
+                                               samples: int, gave_up: bool) -> None:
+    model = ScriptedModel(chains(*answers))
+    result = get_scheme("adaptive@16", **settings)(PROBLEM, model=model)
+    assert result.trace.meta["samples"] == samples == len(result.trace.nodes)
+    assert result.trace.meta["gave_up"] is gave_up
+    assert result.trace.meta["decided"] is (samples == 8 and not gave_up)
+
+
 def test_adaptive_batches_continue_one_sample_sequence() -> None:
     """Batch b asks for samples 4b.. of the one seed: the chains self-consistency@n draws."""
     model = ScriptedModel(chains("1", "2", "3", "4"))
@@ -194,7 +219,9 @@ def test_unknown_scheme_lists_valid_names() -> None:
     ("override", "param"),
     [({"temperature": -1.0}, "temperature"), ({"max_tokens": 0}, "max_tokens"),
      ({"top_p": 0.0}, "top_p"), ({"token_budget": -5}, "token_budget"),
-     ({"batch": 99}, "batch"), ({"beam_width": 3}, "beam_width")],
+     ({"batch": 99}, "batch"), ({"beam_width": 3}, "beam_width"),
+     ({"give_up_after": 17}, "give_up_after"),
+     ({"give_up_after": 4, "give_up_votes": 4}, "give_up_votes")],
 )
 def test_config_errors_name_the_parameter(override: dict[str, object], param: str) -> None:
     with pytest.raises(ConfigError) as err:
