@@ -24,6 +24,7 @@ from ponder.eval.report import (
     paired_difference,
     parse_positions,
     plot,
+    plot_lines,
     read_rows,
     summarize,
     table_cells,
@@ -326,6 +327,18 @@ def test_report_command_json_markdown_and_plot(hand_db: Path, tmp_path: Path) ->
     assert "Wilson score interval" in result.stdout
     png = (tmp_path / "plot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR" and len(png) > 5000
+
+
+def test_plot_has_a_line_per_family_and_settings() -> None:
+    rows = [row(0, spec, 0, 1, 100) for spec in (
+        "self-consistency@4", "self-consistency@8", "adaptive@16",
+        "adaptive@16:give_up_after=4", "beam@4:scorer=rule:max_tokens=64")]
+    lines = plot_lines(summarize(rows))
+    assert {label: [s.scheme for s in members] for label, members in lines.items()} == {
+        "self-consistency": ["self-consistency@4", "self-consistency@8"],
+        "adaptive (defaults)": ["adaptive@16"],
+        "adaptive (give_up_after=4)": ["adaptive@16:give_up_after=4"],
+        "beam": ["beam@4:scorer=rule:max_tokens=64"]}
 
 
 @pytest.mark.parametrize("ci", ["wilson", "bootstrap"])

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -319,6 +319,18 @@ def to_json(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str
     return json.dumps(payload, indent=1)
 
 
+def plot_lines(summaries: Sequence[SchemeSummary]) -> dict[str, list[SchemeSummary]]:
+    """The plot's lines: one per scheme family and settings (self-consistency@4 and @8 are one
+    line). A family run with several settings is labelled by them: `adaptive (defaults)`,
+    `adaptive (give_up_after=4)`."""
+    lines: dict[tuple[str, str], list[SchemeSummary]] = defaultdict(list)
+    for s in summaries:
+        lines[(s.family, s.scheme.partition(":")[2])].append(s)
+    runs = Counter(family for family, _ in lines)
+    return {family if runs[family] == 1 else f"{family} ({settings or 'defaults'})": members
+            for (family, settings), members in lines.items()}
+
+
 def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
     """Accuracy vs mean completion tokens per question (log x), one line per scheme family,
     error bars from the CIs. Written whole or not at all (`atomic_file`)."""
@@ -331,11 +343,8 @@ def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    families: dict[str, list[SchemeSummary]] = defaultdict(list)
-    for s in summaries:
-        families[s.family].append(s)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for family, members in families.items():
+    for family, members in plot_lines(summaries).items():
         members = sorted(members, key=lambda s: (s.size or 0, s.mean_completion_tokens))
         xs = [max(s.mean_completion_tokens, 1.0) for s in members]  # log axis: no zeros
         ys = [s.accuracy for s in members]
@@ -343,9 +352,10 @@ def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
                 [max(0.0, s.ci_high - s.accuracy) for s in members]]  # may leave the point out
         ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=3, label=family,
                     linestyle="-" if len(members) > 1 else "none")
-        for s, x, y in zip(members, xs, ys, strict=True):
+        offset = (4, -10) if len(members) > 1 else (4, 5)  # a lone point's label goes above,
+        for s, x, y in zip(members, xs, ys, strict=True):  # off a line's labels below right
             if s.size is not None:
-                ax.annotate(f"@{s.size}", (x, y), textcoords="offset points", xytext=(4, -10),
+                ax.annotate(f"@{s.size}", (x, y), textcoords="offset points", xytext=offset,
                             fontsize=8)
     ax.set_xscale("log")
     # Plain numbers (1000 rather than 10^3); minor ticks labelled only over a short range.
