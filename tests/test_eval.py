@@ -21,6 +21,7 @@ from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.types import Trace
 from ponder.eval.__main__ import app
 from ponder.eval.report import (
+    headers,
     paired_difference,
     parse_positions,
     plot,
@@ -28,6 +29,7 @@ from ponder.eval.report import (
     read_rows,
     summarize,
     table_cells,
+    to_json,
     wilson,
 )
 from ponder.eval.runner import (
@@ -293,6 +295,9 @@ def test_report_compares_to_another_baseline(hand_db: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "| vs self-consistency@4 | Δ vs self-consistency@4 (points) |" in result.stdout
     assert "| 0.2× | +20.0 [" in result.stdout and "on 5 q |" in result.stdout
+    alone = summarize([r for r in stored(hand_db) if r.scheme != "cot"])  # no cot: no baseline
+    assert json.loads(to_json(alone, {}, "wilson"))["baseline"] is None
+    assert alone[0].tokens_vs_baseline is None and "vs cot" in headers(alone)
     with pytest.raises(UnknownName, match="unknown baseline scheme 'beam@4'; valid names: "
                        "cot, self-consistency@4"):
         summarize(stored(hand_db), baseline="beam@4")
@@ -317,6 +322,7 @@ def test_report_command_json_markdown_and_plot(hand_db: Path, tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["ci"]["method"] == "wilson" and payload["meta"]["model"] == "m"
+    assert payload["baseline"] == "cot"
     assert [s["scheme"] for s in payload["schemes"]] == ["cot", "self-consistency@4"]
 
     result = CliRunner().invoke(app, ["report", str(hand_db), "--markdown", "--plot",

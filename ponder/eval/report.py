@@ -254,13 +254,13 @@ def _summary(name: str, rows: Sequence[Row], method: CIMethod) -> SchemeSummary:
 # -- output formats -------------------------------------------------------------------------
 
 def headers(summaries: Sequence[SchemeSummary]) -> tuple[str, ...]:
-    base = _baseline(summaries)
+    base = _baseline(summaries) or "cot"
     return ("scheme", "accuracy", "95% CI", "rows", "questions", "seeds", "tokens/q",
             "seconds/q", f"vs {base}", f"Δ vs {base} (points)")
 
 
-def _baseline(summaries: Sequence[SchemeSummary]) -> str:
-    return next((s.baseline for s in summaries if s.baseline), "cot")
+def _baseline(summaries: Sequence[SchemeSummary]) -> str | None:
+    return next((s.baseline for s in summaries if s.baseline), None)
 
 
 def table_cells(s: SchemeSummary) -> list[str]:
@@ -280,7 +280,7 @@ def _gain_cell(s: SchemeSummary) -> str:
 
 
 def comparison_note(summaries: Sequence[SchemeSummary]) -> str:
-    base = _baseline(summaries)
+    base = _baseline(summaries) or "cot"
     return (f"vs {base}: tokens/q over {base}'s; Δ vs {base}: accuracy points over {base}'s on "
             "the questions both ran, paired, with a 95% bootstrap interval over questions.")
 
@@ -313,7 +313,7 @@ def _seconds_note(summaries: Sequence[SchemeSummary]) -> str:
 
 
 def to_json(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci: str) -> str:
-    payload = {"meta": dict(meta), "baseline": _baseline(summaries) if summaries else None,
+    payload = {"meta": dict(meta), "baseline": _baseline(summaries),
                "ci": {"method": ci, "level": 0.95, "description": CI_METHODS[ci].description},
                "schemes": [asdict(s) for s in summaries]}
     return json.dumps(payload, indent=1)
@@ -332,8 +332,8 @@ def plot_lines(summaries: Sequence[SchemeSummary]) -> dict[str, list[SchemeSumma
 
 
 def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
-    """Accuracy vs mean completion tokens per question (log x), one line per scheme family,
-    error bars from the CIs. Written whole or not at all (`atomic_file`)."""
+    """Accuracy vs mean completion tokens per question (log x), one line per scheme family and
+    settings (`plot_lines`), error bars from the CIs. Written whole or not at all."""
     try:
         import matplotlib
     except ImportError:
