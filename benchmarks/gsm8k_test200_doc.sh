@@ -61,7 +61,7 @@ PY
 )
 now=$(date -u +"%Y-%m-%d %H:%M UTC")
 cat > docs/results/gsm8k_test200.md <<DOC
-# GSM8K test, first 200 questions: six chain schemes, two seeds (default model) — IN PROGRESS
+# GSM8K test, first 200 questions: chain schemes, two seeds (default model) — IN PROGRESS
 
 **Status ($now): $done_q of 200 questions have every scheme and seed; the run continues
 across sessions** (~${tok} completion tokens generated so far, of ~2.1 M for the whole grid;
