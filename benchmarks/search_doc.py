@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ponder.core.files import write_text_atomic
 from ponder.eval.report import SchemeSummary, plot, read_rows, summarize, title, to_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,8 +127,7 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
     ]
     if finished:
         text += [f"![accuracy against tokens]({png.name})", ""]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(text))
+    write_text_atomic(out, "\n".join(text))
     return out
 
 
