@@ -112,12 +112,32 @@ def solve(
 
 
 @app.command()
-def schemes() -> None:
-    """List the schemes."""
-    from ponder.schemes import SCHEMES
+def schemes(
+    name: Annotated[str | None, typer.Argument(help="A scheme: show its settings and how it "
+                                               "works.")] = None,
+) -> None:
+    """List the schemes, or show one scheme's settings, defaults and description."""
+    import inspect
 
-    for name, entry in SCHEMES.items():
-        out.print(f"{name:18} {entry.summary}", markup=False)
+    from ponder.schemes import SCHEMES, settings
+
+    if name is None:
+        for key, entry in SCHEMES.items():
+            out.print(f"{key:18} {entry.summary}", markup=False)
+        err.print("`ponder schemes NAME` shows a scheme's settings.", style="dim")
+        return
+    rows = settings(name)  # an unknown name is a one-line error listing the schemes
+    entry = SCHEMES[name]
+    out.print(f"{name}: {entry.summary}", style="bold", markup=False, soft_wrap=True)
+    out.print(f"settings, written {name}@N:key=value (@N sets n); defaults shown:", markup=False)
+    for row in rows:
+        shown = row.default if isinstance(row.default, str) else json.dumps(row.default)
+        out.print(f"  {row.name:16} {shown:10} {row.help}", markup=False, soft_wrap=True)
+    module = inspect.getmodule(entry.run)
+    doc = module.__doc__ if module else None
+    if doc:
+        out.print()
+        out.print(doc.strip(), markup=False, soft_wrap=True)
 
 
 @app.command()

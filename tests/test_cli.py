@@ -49,6 +49,26 @@ def test_show_reasoning_prints_the_chain() -> None:
     assert "The answer is" not in hidden.stdout
 
 
+def test_schemes_lists_them_and_shows_one() -> None:
+    listed = runner.invoke(app, ["schemes"])
+    assert listed.exit_code == 0 and "self-consistency" in listed.stdout
+    shown = runner.invoke(app, ["schemes", "mcts"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert any(ln.split()[:2] == ["selection_rule", "puct"] for ln in lines)
+    assert any(ln.split()[:2] == ["seed", "null"] for ln in lines)
+    assert "backpropagate" in shown.stdout  # the module's description follows the settings
+
+
+def test_schemes_unknown_name_is_one_line() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ponder.cli", "schemes", "majority"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown scheme 'majority'; valid names: adaptive, aggregate, beam, best-of-n, "
+        "cot, direct, dvts, mcts, refine, self-consistency, tot"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 
 import pytest
 
@@ -10,7 +11,7 @@ from ponder.core.errors import ConfigError, UnknownName
 from ponder.core.problem import Problem
 from ponder.core.types import user
 from ponder.models.fake import ScriptedModel
-from ponder.schemes import SCHEMES, get_scheme, parse_spec
+from ponder.schemes import SCHEMES, get_scheme, parse_spec, settings
 from ponder.schemes.adaptive import leader_probability
 
 
@@ -185,6 +186,20 @@ def test_every_scheme_in_the_table_runs_on_the_fake() -> None:
         assert result.answer == "42", name
         assert result.trace.scheme == name
         assert result.usage.seconds >= 0
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_every_setting_of_every_scheme_has_help(name: str) -> None:
+    rows = settings(name)
+    assert [r.name for r in rows] == [f.name for f in fields(SCHEMES[name].config)]
+    assert [r.name for r in rows if not r.help] == []
+
+
+def test_a_setting_takes_the_nearest_comment() -> None:
+    by_name = {r.name: r.help for r in settings("beam")}
+    assert by_name["n"] == "beams kept"  # beam's own, over TreeConfig's and SchemeConfig's
+    assert by_name["max_tokens"] == "most tokens of one step"  # TreeConfig's
+    assert by_name["top_p"].startswith("nucleus sampling")  # SchemeConfig's
 
 
 def test_cancellation_stops_adaptive_between_batches() -> None:

@@ -8,6 +8,7 @@ their main width); values are read as JSON where they parse (numbers, true/false
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -74,6 +75,33 @@ class Scheme:
                  on_text: OnText | None = None, should_stop: ShouldStop | None = None) -> Result:
         run = Run(model, self.config, self.name, on_text=on_text, should_stop=should_stop)
         return self.entry.run(problem, model=model, scorer=scorer, config=self.config, run=run)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+
+def settings(name: str) -> list[Setting]:
+    """A scheme's settings, in its config's field order, with defaults and help. The help is
+    the comment on the field's line in the nearest config class that declares the field with
+    one: the configs document themselves, and a test checks that every setting has a comment."""
+    if name not in SCHEMES:
+        raise UnknownName("scheme", name, SCHEMES)
+    config = SCHEMES[name].config
+    return [Setting(f.name, f.default, _comment(config, f.name)) for f in fields(config)]
+
+
+def _comment(config: type, name: str) -> str:
+    line = re.compile(rf"\s+{name}\s*:[^#]*#\s*(.+)")
+    for cls in config.__mro__:
+        if name in vars(cls).get("__annotations__", {}):
+            for text in inspect.getsource(cls).splitlines():
+                if match := line.match(text):
+                    return match.group(1).strip()
+    return ""
 
 
 def parse_spec(spec: str) -> tuple[str, int | None, dict[str, Any]]:

@@ -42,8 +42,8 @@ from ponder.schemes.vote import record, tally
 @dataclass
 class Config(SchemeConfig):
     n: int = 16  # the most chains it may sample
-    batch: int = 4
-    confidence: float = 0.95
+    batch: int = 4  # chains per batch; the vote is checked after each
+    confidence: float = 0.95  # stop when P(the leader is the mode) reaches this
     give_up_after: int = 0  # chains drawn before a scattered vote ends the run; 0: never
     give_up_votes: int = 2  # "scattered": no answer has more votes than this
 

@@ -41,9 +41,9 @@ MERGE = ("Compare the candidates, find their mistakes, and write one correct sol
 @dataclass
 class Config(SchemeConfig):
     n: int = 4  # candidates sampled
-    token_budget: int | None = None  # None: (n + 1) chains, the candidates and the merge
+    token_budget: int | None = None  # most completion tokens; null: (n + 1) x max_tokens
     k: int = 3  # candidates merged
-    scorer: str = "confidence"
+    scorer: str = "confidence"  # ranks candidates and the merge: confidence, judge, rule, ...
 
     def __post_init__(self) -> None:
         super().__post_init__()

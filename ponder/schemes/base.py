@@ -36,13 +36,13 @@ class SchemeConfig:
     (None = n × max_tokens). A scheme never starts a chain that the budget could not finish.
     """
 
-    n: int = 1
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 0
-    max_tokens: int = 1024
-    token_budget: int | None = None
-    seed: int | None = None
+    n: int = 1  # chains (name@N sets it)
+    temperature: float = 0.7  # sampling temperature; 0: greedy
+    top_p: float = 0.95  # nucleus sampling: the most likely tokens up to this mass; 1: off
+    top_k: int = 0  # sample among the k most likely tokens; 0: off
+    max_tokens: int = 1024  # most tokens of one chain
+    token_budget: int | None = None  # most completion tokens of the run; null: n x max_tokens
+    seed: int | None = None  # sampling seed; null: a fresh draw each run
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= MAX_N:

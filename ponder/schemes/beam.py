@@ -28,7 +28,7 @@ from ponder.schemes.tree import Tree, TreeConfig, check_selection
 class Config(TreeConfig):
     n: int = 4  # beams kept
     expansions: int = 4  # children per beam and depth
-    selection: str = "best"
+    selection: str = "best"  # the answer: best (top path) or vote (value-weighted)
 
     def __post_init__(self) -> None:
         super().__post_init__()

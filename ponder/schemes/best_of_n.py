@@ -24,8 +24,8 @@ SELECTIONS = ("plain", "weighted")
 
 @dataclass
 class Config(SchemeConfig):
-    n: int = 8
-    selection: str = "weighted"
+    n: int = 8  # chains sampled and scored
+    selection: str = "weighted"  # plain: the top chain; weighted: scores summed per answer
 
     def __post_init__(self) -> None:
         super().__post_init__()

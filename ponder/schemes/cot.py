@@ -16,7 +16,7 @@ from ponder.schemes.base import Run, SchemeConfig
 
 @dataclass
 class Config(SchemeConfig):
-    temperature: float = 0.0
+    temperature: float = 0.0  # greedy
 
 
 def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,

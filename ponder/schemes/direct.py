@@ -18,8 +18,8 @@ INSTRUCTION = "Give only the final answer, within \\boxed{}, with no explanation
 
 @dataclass
 class Config(SchemeConfig):
-    temperature: float = 0.0
-    max_tokens: int = 64
+    temperature: float = 0.0  # greedy
+    max_tokens: int = 64  # the answer alone
 
 
 def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,

@@ -36,7 +36,7 @@ from ponder.schemes.tree import Tree, TreeConfig, check_selection
 class Config(TreeConfig):
     n: int = 8  # beams in all: n / expansions subtrees
     expansions: int = 4  # children per subtree and depth (search-and-learn's beam_width)
-    selection: str = "best"
+    selection: str = "best"  # the answer: best (top path) or vote (value-weighted)
 
     def __post_init__(self) -> None:
         super().__post_init__()

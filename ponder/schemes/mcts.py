@@ -62,9 +62,9 @@ class Config(TreeConfig):
     n: int = 16  # iterations
     expansions: int = 3  # children per expansion
     c_puct: float = 1.0  # exploration weight, of UCT too
-    selection_rule: str = "puct"
-    value: str = "scorer"
-    final: str = "visits"
+    selection_rule: str = "puct"  # puct (AlphaZero) or uct (rStar)
+    value: str = "scorer"  # a node's value: scorer (its path value) or rollout (greedy)
+    final: str = "visits"  # the answer: visits (most visited path) or value
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -55,12 +55,12 @@ LABELS = {"plan": "Plan", "critique": "Critique", "revision": "Revised plan",
 @dataclass
 class Config(SchemeConfig):
     temperature: float = 0.0
-    max_tokens: int = 1024  # the execution (the solution chain)
-    token_budget: int | None = 4096  # plan + 3 rounds + execution is 3,332 at the defaults
+    max_tokens: int = 1024  # most tokens of the execution (the solution chain)
+    token_budget: int | None = 4096  # most completion tokens (plan, 3 rounds, execution: 3,332)
     rounds: int = 3  # revisions at most
     accept: float = 0.5  # the judge's P(Yes) that accepts a plan
-    plan_tokens: int = 384
-    critique_tokens: int = 256
+    plan_tokens: int = 384  # most tokens of a plan or a revised plan
+    critique_tokens: int = 256  # most tokens of one critique
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -18,7 +18,7 @@ from ponder.schemes.vote import record, tally
 
 @dataclass
 class Config(SchemeConfig):
-    n: int = 8
+    n: int = 8  # chains sampled in one batch
 
 
 def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,

@@ -77,16 +77,16 @@ def prompts_for(problem: Problem) -> Prompts:
 class Config(TreeConfig):
     n: int = 5  # breadth b: states kept per depth (bfs)
     max_tokens: int = 256  # one proposal list, or one sampled step
-    max_depth: int = 4  # Game of 24: three operations and the answer
+    max_depth: int = 4  # most steps (Game of 24: three operations, the answer)
     token_budget: int | None = 32768
     scorer: str = "value"  # ToT's value prompt; or a step scorer's name
-    search: str = "bfs"
-    generator: str = "propose"
+    search: str = "bfs"  # bfs or dfs
+    generator: str = "propose"  # propose (one list of steps) or sample (n_generate steps)
     n_generate: int = 5  # samples per state (generator=sample)
     n_evaluate: int = 3  # value samples per state
-    value_tokens: int = 96
+    value_tokens: int = 96  # most tokens of one value reply
     threshold: float = 1.0  # dfs prunes children valued below it (1.0: one "likely")
-    rule_check: bool = True
+    rule_check: bool = True  # prune states the task's gold-free checks rule out
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -63,13 +63,13 @@ def check_selection(selection: str) -> None:
 class TreeConfig(SchemeConfig):
     """Settings every tree scheme has. `n` is its main width; `max_tokens` bounds one step."""
 
-    n: int = 4
-    temperature: float = 0.7
-    max_tokens: int = 256
-    max_depth: int = 12
-    token_budget: int | None = 8192
-    scorer: str = "judge"
-    aggregate: str = "last"
+    n: int = 4  # main width (each scheme says what it counts)
+    temperature: float = 0.7  # sampling temperature of steps
+    max_tokens: int = 256  # most tokens of one step
+    max_depth: int = 12  # most steps on a path
+    token_budget: int | None = 8192  # most completion tokens of the search, scoring included
+    scorer: str = "judge"  # step scorer: judge, rule, confidence, prm:PATH, orm:PATH
+    aggregate: str = "last"  # a path's value from its step scores: last, min, prod, mean
 
     def __post_init__(self) -> None:
         super().__post_init__()
