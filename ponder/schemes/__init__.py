@@ -98,7 +98,11 @@ def _comment(config: type, name: str) -> str:
     line = re.compile(rf"\s+{name}\s*:[^#]*#\s*(.+)")
     for cls in config.__mro__:
         if name in vars(cls).get("__annotations__", {}):
-            for text in inspect.getsource(cls).splitlines():
+            try:
+                source = inspect.getsource(cls)
+            except OSError:  # no source shipped (a frozen build): no help, settings still work
+                continue
+            for text in source.splitlines():
                 if match := line.match(text):
                     return match.group(1).strip()
     return ""
