@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The long CPU measurements of docs/results/, one after another, each resumable: the GSM8K
-# test-200 chain grid (gsm8k_test200.sh, ~17 h of CPU from scratch on 2 cores), then tree
-# search on the first 100 of those questions (search_gsm8k100.sh, which joins the first run's
-# rows), then Game of 24's test slice (search_game24.sh). Run it again after a kill or a reboot
-# and it carries on where it stopped; a finished run costs only its report.
+# test-200 chain grid (gsm8k_test200.sh, ~17 h of CPU from scratch on 2 cores), then Game of
+# 24's test slice (search_game24.sh, ~3 h), then tree search on the first 100 GSM8K questions
+# (search_gsm8k100.sh, ~4.5 h, which joins the first run's rows). Run it again after a kill or a
+# reboot and it carries on where it stopped; a finished run costs only its report.
 #   (nohup benchmarks/measure_all.sh > runs/measure_all.log 2>&1 &)
 # flock: one measurement at a time on this machine (benchmarks take the same lock), so that
 # seconds per question are not shared with anything else ponder runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs
-for script in gsm8k_test200 search_gsm8k100 search_game24; do
+for script in gsm8k_test200 search_game24 search_gsm8k100; do
   echo "== $script $(date -Is)"
   flock /tmp/ponder-bench.lock "benchmarks/$script.sh" > "runs/$script.log" 2>&1
 done
