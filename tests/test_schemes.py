@@ -200,6 +200,7 @@ def test_a_setting_takes_the_nearest_comment() -> None:
     assert by_name["n"] == "beams kept"  # beam's own, over TreeConfig's and SchemeConfig's
     assert by_name["max_tokens"] == "most tokens of one step"  # TreeConfig's
     assert by_name["top_p"].startswith("nucleus sampling")  # SchemeConfig's
+    assert {r.name: r.help for r in settings("refine")}["n"].startswith("always 1")
 
 
 def test_cancellation_stops_adaptive_between_batches() -> None:

@@ -54,6 +54,7 @@ LABELS = {"plan": "Plan", "critique": "Critique", "revision": "Revised plan",
 
 @dataclass
 class Config(SchemeConfig):
+    n: int = 1  # always 1: one plan is refined (aggregate@N merges N chains)
     temperature: float = 0.0
     max_tokens: int = 1024  # most tokens of the execution (the solution chain)
     token_budget: int | None = 4096  # most completion tokens (plan, 3 rounds, execution: 3,332)
