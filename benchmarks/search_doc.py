@@ -8,20 +8,26 @@ For each run (benchmarks/search_gsm8k100.sh, benchmarks/search_game24.sh) the pa
 status (questions each scheme has, of those asked), the command, the report against cot, the
 report against self-consistency at about search's cost (the paired difference on the same
 questions: the comparison the issue asks for), and one computed sentence per search scheme
-saying whether it beat that baseline. A run not finished is marked IN PROGRESS and gets no plot;
-a finished one gets the plot (`--plot`) beside its page. Reads only: safe beside the runs.
+saying whether it beat that baseline. The Game of 24 page also counts what is wrong with the
+steps the policy writes (`step_faults`): a search guided by the rule can only keep right steps.
+A run not finished is marked IN PROGRESS and gets no plot; a finished one gets the plot
+(`--plot`) beside its page. Reads only: safe beside the runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ponder.core.files import write_text_atomic
 from ponder.eval.report import SchemeSummary, plot, read_rows, summarize, title, to_markdown
+from ponder.eval.store import Store
+from ponder.tasks import game24
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ("beam", "dvts", "mcts", "tot")
@@ -37,6 +43,7 @@ class Page:
     baseline: str  # the sampled scheme whose cost is nearest search's budgets
     command: str
     settings: str  # what the page says about models and budgets, Markdown
+    step_faults: bool = False  # count the faults of the policy's Game of 24 steps
 
 
 PAGES = {
@@ -61,10 +68,10 @@ PAGES = {
         name="search_game24",
         heading="Game of 24 (Tree-of-Thoughts test slice, records 900–999), default model",
         files=("search_game24.db",), positions=None, questions=100,
-        baseline="self-consistency@8",
+        baseline="self-consistency@8:max_tokens=512",
         command="benchmarks/search_game24.sh    # resumable; the ponder eval line is in the "
                 "script\n    ponder report runs/search_game24.db --markdown "
-                "[--baseline self-consistency@8]",
+                "[--baseline self-consistency@8:max_tokens=512]",
         settings="Qwen2.5-Coder-0.5B-Instruct Q4_K_M through llama.cpp in-process, 2 threads, "
         "one seed. Every scheme asks Tree-of-Thoughts' chain-of-thought prompt (five worked "
         "puzzles), so a step is a line \"a op b = c (left: ...)\". Chains: 512 tokens "
@@ -73,8 +80,54 @@ PAGES = {
         "numbers and asks whether what is left can still make 24; tot keeps 3 states a depth "
         "with one 64-token value reply a state. Search budgets: 8,192 completion tokens a "
         "puzzle, a step ≤ 64 tokens. An answer is right when its expression uses the four "
-        "numbers once each and equals 24, exactly (ponder/tasks/game24.py)."),
+        "numbers once each and equals 24, exactly (ponder/tasks/game24.py).",
+        step_faults=True),
 }
+
+FAULTS = (game24.ALIVE, game24.DEAD_END, game24.NOT_LEFT, game24.ARITHMETIC, game24.LEFT_LIST)
+
+
+def step_faults(path: Path) -> dict[str, Counter[str]]:
+    """For each scheme, what `game24.replay` finds on each step ("a op b = c (left: ...)" line)
+    the policy wrote from a state that could still make 24: the state is the puzzle, or the
+    path of steps above it (the tree's parent nodes; the chain's earlier lines). A chain is
+    read up to its first fault; a tree node whose path has a fault is not read (the search
+    pruned it, or scored it 0)."""
+    faults: dict[str, Counter[str]] = {}
+    with Store.read(path) as store:
+        for row in store.rows():
+            nodes = {n["id"]: n for n in json.loads(row.trace or "{}").get("nodes", ())}
+            tally = faults.setdefault(row.scheme.split(":")[0], Counter())
+            for node in nodes.values():
+                above = _path(nodes, node["parent"])
+                if game24.replay(row.gold, above) != game24.ALIVE:
+                    continue
+                for line in node["text"].splitlines(keepends=True):
+                    above += line
+                    if not game24.is_step(line):
+                        continue
+                    tally[verdict := game24.replay(row.gold, above)] += 1
+                    if verdict != game24.ALIVE:
+                        break
+    return faults
+
+
+def _path(nodes: dict[int, dict], node_id: int | None) -> str:
+    texts = []
+    while node_id is not None:
+        texts.append(nodes[node_id]["text"])
+        node_id = nodes[node_id]["parent"]
+    return "".join(reversed(texts))
+
+
+def faults_table(faults: dict[str, Counter[str]], order: list[str]) -> list[str]:
+    lines = ["| scheme | steps read | " + " | ".join(FAULTS) + " |",
+             "|---|---:|" + "---:|" * len(FAULTS)]
+    for scheme, tally in sorted(faults.items(), key=lambda item: order.index(item[0])):
+        total = sum(tally.values())
+        shares = (f"{tally[f] / total:.1%}" if total else "—" for f in FAULTS)
+        lines.append(f"| {scheme} | {total:,} | " + " | ".join(shares) + " |")
+    return lines
 
 
 def verdicts(summaries: list[SchemeSummary], baseline: str) -> list[str]:
@@ -125,6 +178,15 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
         to_markdown(vs_base, meta, "wilson"),
         *verdicts(vs_base, page.baseline), "",
     ]
+    if page.step_faults:
+        text += [
+            "## The policy's steps", "",
+            "Each step (a line \"a op b = c (left: ...)\") the policy wrote from a state that "
+            "could still make 24, replayed exactly from the puzzle's numbers "
+            "(`game24.replay`): the share that were right and still left 24 reachable, and "
+            "the first fault of the rest. Chains are read up to their first fault; tree "
+            "nodes below a faulty step are not read.", "",
+            *faults_table(step_faults(files[0]), [n.split(":")[0] for n in order]), ""]
     if finished:
         text += [f"![accuracy against tokens]({png.name})", ""]
     write_text_atomic(out, "\n".join(text))

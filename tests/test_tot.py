@@ -21,7 +21,17 @@ from ponder.core.types import Result
 from ponder.models.fake import ScriptedModel
 from ponder.schemes import tot
 from ponder.tasks import Record, get_task
-from ponder.tasks.game24 import can_make, numbers_left
+from ponder.tasks.game24 import (
+    ALIVE,
+    ARITHMETIC,
+    DEAD_END,
+    LEFT_LIST,
+    NOT_LEFT,
+    can_make,
+    is_step,
+    numbers_left,
+    replay,
+)
 from ponder.verifiers import extract_answer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -180,36 +190,43 @@ def test_bad_tot_settings_are_config_errors(setting: str, value: object) -> None
 # --- Game of 24's gold-free checks ------------------------------------------------------------
 
 PARTIAL = [
-    ("puzzle-itself", "4 4 6 8", "", True),
-    ("good-step", "4 4 6 8", "4 + 8 = 12 (left: 4 6 12)\n", True),
-    ("dead-end", "4 4 6 8", "4 - 4 = 0 (left: 0 6 8)\n", False),
-    ("one-one", "4 4 6 8", "... (left: 1 1)\n", False),
+    ("puzzle-itself", "4 4 6 8", "", ALIVE),
+    ("good-step", "4 4 6 8", "4 + 8 = 12 (left: 4 6 12)\n", ALIVE),
+    ("dead-end", "4 4 6 8", "4 - 4 = 0 (left: 0 6 8)\n", DEAD_END),
+    ("one-one", "4 4 6 8", "... (left: 1 1)\n", LEFT_LIST),
     ("reached", "4 4 6 8", "Steps:\n4 + 8 = 12 (left: 4 6 12)\n6 - 4 = 2 (left: 2 12)\n"
-     "2 * 12 = 24 (left: 24)\n", True),
-    ("prose-between", "4 4 6 8", "4 + 8 = 12 (left: 4 6 12)\nso\n6 - 4 = 2 (left: 2 12)\n", True),
+     "2 * 12 = 24 (left: 24)\n", ALIVE),
+    ("prose-between", "4 4 6 8", "4 + 8 = 12 (left: 4 6 12)\nso\n6 - 4 = 2 (left: 2 12)\n", ALIVE),
     ("unicode-operators", "4 4 6 8", "6 − 4 = 2 (left: 2 4 8)\n8 − 2 = 6 (left: 4 6)\n"
-     "6 × 4 = 24 (left: 24)\n", True),
-    ("a-number-not-left", "4 5 6 10", "10 / 2 = 5 (left: 5 6 10)\n", False),
-    ("wrong-arithmetic", "4 4 6 9", "9 - 6 = 3.5 (left: 3.5 4 4)\n", False),
-    ("wrong-left-list", "4 5 6 10", "5 + 4 = 9 (left: 5 6 9)\n", False),
-    ("number-used-up", "4 4 6 8", "4 + 8 = 12 (left: 4 6 12)\n8 + 6 = 14 (left: 4 14)\n", False),
-    ("steps-from-nowhere", "4 4 6 8", "a\nb\n2 * 12 = 24 (left: 24)\n", False),
-    ("left-without-a-step", "4 4 6 8", "(left: 4 6 12)\n", False),
-    ("divide-by-zero", "4 4 6 8", "4 - 4 = 0 (left: 0 6 8)\n6 / 0 = 6\n", False),
-    ("fractions", "3 3 8 8", "8 / 3 = 8/3 (left: 3 8 8/3)\n", True),
-    ("exact-not-rounded", "3 3 8 8", "8 / 3 = 2.67 (left: 3 8 2.67)\n", False),
-    ("negative", "1 2 3 9", "1 - 2 = -1 (left: 3 9 -1)\n", True),  # 3 * (9 + -1) = 24
-    ("too-many-numbers", "4 4 6 8", "(left: 4 4 6 8 1)\n", False),
-    ("no-numbers", "4 4 6 8", "(left: )\n", False),
-    ("unsolvable-puzzle", "1 1 1 1", "", False),
+     "6 × 4 = 24 (left: 24)\n", ALIVE),
+    ("a-number-not-left", "4 5 6 10", "10 / 2 = 5 (left: 5 6 10)\n", NOT_LEFT),
+    ("wrong-arithmetic", "4 4 6 9", "9 - 6 = 3.5 (left: 3.5 4 4)\n", ARITHMETIC),
+    ("wrong-left-list", "4 5 6 10", "5 + 4 = 9 (left: 5 6 9)\n", LEFT_LIST),
+    ("number-used-up", "4 4 6 8", "4 + 8 = 12 (left: 4 6 12)\n8 + 6 = 14 (left: 4 14)\n", NOT_LEFT),
+    ("steps-from-nowhere", "4 4 6 8", "a\nb\n2 * 12 = 24 (left: 24)\n", NOT_LEFT),
+    ("left-without-a-step", "4 4 6 8", "(left: 4 6 12)\n", LEFT_LIST),
+    ("divide-by-zero", "4 4 6 8", "4 - 4 = 0 (left: 0 6 8)\n6 / 0 = 6\n", ARITHMETIC),
+    ("fractions", "3 3 8 8", "8 / 3 = 8/3 (left: 3 8 8/3)\n", ALIVE),
+    ("exact-not-rounded", "3 3 8 8", "8 / 3 = 2.67 (left: 3 8 2.67)\n", ARITHMETIC),
+    ("negative", "1 2 3 9", "1 - 2 = -1 (left: 3 9 -1)\n", ALIVE),  # 3 * (9 + -1) = 24
+    ("too-many-numbers", "4 4 6 8", "(left: 4 4 6 8 1)\n", LEFT_LIST),
+    ("no-numbers", "4 4 6 8", "(left: )\n", LEFT_LIST),
+    ("unsolvable-puzzle", "1 1 1 1", "", DEAD_END),
 ]
 
 
 @pytest.mark.parametrize(("puzzle", "text", "expected"), [pytest.param(*row[1:], id=row[0])
                                                          for row in PARTIAL])
-def test_game24_partial(puzzle: str, text: str, expected: bool) -> None:
+def test_game24_partial(puzzle: str, text: str, expected: str) -> None:
     p = get_task("game24").problem(puzzle)
-    assert p.partial is not None and p.partial(text) is expected
+    assert replay(puzzle, text) == expected
+    assert p.partial is not None and p.partial(text) is (expected == ALIVE)
+
+
+def test_is_step() -> None:
+    assert is_step("4 + 8 = 12 (left: 4 6 12)\n") and is_step("6 × 4 = 24")
+    assert not is_step("Steps:\n") and not is_step("Answer: (6 - 4) * (4 + 8) = 24")
+    assert not is_step("Answer: 4 * 6 = 24")
 
 
 def test_other_tasks_have_no_gold_free_checks() -> None:

@@ -15,7 +15,8 @@ Gold-free checks (`Problem.verify`, `Problem.partial`): `verify` is `solves` aga
 question's own numbers; `partial` replays a path's steps from the puzzle's numbers (each must
 take two numbers still left, be exact arithmetic, and leave what its "left:" says) and searches
 exactly, over every pair and operation in fractions, whether what is left can still make 24.
-Tree searches use them to prune dead branches without asking the model.
+Tree searches use them to prune dead branches without asking the model; `replay` says which
+check a path fails (benchmarks/search_doc.py counts them on the policy's steps).
 
 The Tree-of-Thoughts prompts for this task (propose, value, value of the last step, and the
 chain-of-thought prompt that writes the final answer) are at the end, verbatim from
@@ -88,27 +89,47 @@ _EQUATION = re.compile(r"(-?\d+(?:\.\d+)?(?:/\d+)?)\s*([-+*/])\s*(-?\d+(?:\.\d+)
 _STEP = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
 
-def partial(question: str, text: str) -> bool:
-    """Whether the steps so far can still make 24. The steps are replayed from the puzzle's own
-    numbers: each "a op b = c" must take two numbers still left and be exact arithmetic, and
-    each "left:" list must be what the steps leave; then the numbers left must still make 24.
-    ToT reads only the last "left:", which a small model's bookkeeping makes wrong ("9 - 6 = 3.5
-    (left: 3 6 3.5)"). Decimals and fractions are read exactly ("8/3" is 8/3, "2.67" is not)."""
+# What `replay` finds, in the order it checks: the first failing check names a path's fault.
+ALIVE, NOT_LEFT, ARITHMETIC, LEFT_LIST, DEAD_END = (
+    "can still make 24", "a number not left", "wrong arithmetic", 'a wrong "left:" list',
+    "cannot make 24")
+
+
+def replay(question: str, text: str) -> str:
+    """Replays the steps so far from the puzzle's own numbers and says what, if anything, is
+    wrong: each "a op b = c" must take two numbers still left (else NOT_LEFT) and be exact
+    arithmetic (ARITHMETIC), and each "left:" list must be what the steps leave (LEFT_LIST);
+    then the numbers left must still make 24 (DEAD_END, or ALIVE). ToT reads only the last
+    "left:", which a small model's bookkeeping makes wrong ("9 - 6 = 3.5 (left: 3 6 3.5)").
+    Decimals and fractions are read exactly ("8/3" is 8/3, "2.67" is not)."""
     numbers = [Fraction(n) for n in puzzle_numbers(question)]
     try:
         for line in text.splitlines():
             line = to_python(line)
             for a, op, b, c in _EQUATION.findall(line):
                 x, y, z = Fraction(a), Fraction(b), Fraction(c)
-                if not (_take(numbers, x) and _take(numbers, y)) or _STEP[op](x, y) != z:
-                    return False
+                if not (_take(numbers, x) and _take(numbers, y)):
+                    return NOT_LEFT
+                if _STEP[op](x, y) != z:
+                    return ARITHMETIC
                 numbers.append(z)
             left = numbers_left(line)
             if left is not None and sorted(map(Fraction, _NUMBER.findall(left))) != sorted(numbers):
-                return False
-    except ZeroDivisionError:
-        return False
-    return can_make(numbers)
+                return LEFT_LIST
+    except ZeroDivisionError:  # "6 / 0 = 6", or a number written "8/0"
+        return ARITHMETIC
+    return ALIVE if can_make(numbers) else DEAD_END
+
+
+def is_step(line: str) -> bool:
+    """Whether a line writes an operation "a op b = c"; an "Answer:" line is not a step."""
+    return (not line.lstrip().lower().startswith("answer")
+            and _EQUATION.search(to_python(line)) is not None)
+
+
+def partial(question: str, text: str) -> bool:
+    """Whether the steps so far are right and can still make 24 (`replay` finds no fault)."""
+    return replay(question, text) == ALIVE
 
 
 def _take(numbers: list[Fraction], x: Fraction) -> bool:
