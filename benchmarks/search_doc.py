@@ -155,8 +155,9 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
     order = meta.get("schemes", ())
     vs_cot = summarize(rows, order=order)
     vs_base = summarize(rows, order=order, baseline=page.baseline)
-    finished = all(s.questions >= page.questions for s in vs_cot) and len(vs_cot) > 1
-    status = ", ".join(f"{s.scheme} {s.questions}" for s in vs_cot)
+    stored = {s.scheme: s.questions for s in vs_cot}
+    finished = all(stored.get(name, 0) >= page.questions for name in order) and len(order) > 1
+    status = ", ".join(f"{name} {stored.get(name, 0)}" for name in order)
     out = out_dir / f"{page.name}.md"
     png = out.with_suffix(".png")
     if finished:
