@@ -267,9 +267,9 @@ def _stats(node: Node) -> Iterable[str]:
         yield f"value {_num(node.value)}"
     if node.visits > 0:
         yield f"visits {node.visits}"
-    kind = node.meta.get("kind")
-    if kind:
-        yield _clip(strip_control_codes(str(kind)), 20)
+    for key in ("kind", "rule"):  # refine's plan/critique/...; ToT's rule verdict (dead end)
+        if node.meta.get(key):
+            yield _clip(strip_control_codes(str(node.meta[key])), 20)
     finish = node.meta.get("finish_reason")
     if finish not in (None, "stop"):
         yield f"finish {finish}"

@@ -55,7 +55,7 @@ def small_tree() -> Trace:
     t = Trace(scheme="mcts", meta={"scorer": "judge"})
     a = t.add("Let me think.\nFirst, 6*7 means six sevens.", tokens=12, score=0.5, visits=4,
               value=0.61)
-    t.add("Or add 7 six times.", tokens=8, score=0.25)
+    t.add("Or add 7 six times.", tokens=8, score=0.25, meta={"rule": "dead end"})
     c = t.add("6*7 = 42.", parent=a.id, tokens=5, score=0.9, answer="42", visits=3)
     t.add("6*7 = [bold]48[/bold]?", parent=a.id, tokens=6, score=0.125,
           meta={"finish_reason": "length"})
@@ -108,7 +108,7 @@ def test_tree_nests_children_under_their_parents(tmp_path: Path) -> None:
 def test_node_lines_carry_their_stats(tmp_path: Path) -> None:
     output = show(write(tmp_path, small_tree().to_dict()))
     assert "12 tok · score 0.500 · value 0.610 · visits 4" in line_of(output, 0)
-    assert "score 0.250" in line_of(output, 1) and "value" not in line_of(output, 1)
+    assert "score 0.250 · dead end" in line_of(output, 1) and "value" not in line_of(output, 1)
     assert "finish length" in line_of(output, 3)
     assert "[bold]48[/bold]" in line_of(output, 3)  # a model's text is not rich markup
     merge = line_of(output, 5)
