@@ -29,8 +29,9 @@ pools=$(.venv/bin/python benchmarks/sample_pools.py $db --sweep)
 read -r done_q tok < <(.venv/bin/python - "$db" <<'PY'
 import sqlite3, sys
 c = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
-done = c.execute("select count(*) from (select question_id from results where "
-                 "scheme='best-of-n@8' group by question_id having count(*)=2)").fetchone()[0]
+# a question is done when all its 13 rows are in: cot once, six sampled schemes x 2 seeds
+done = c.execute("select count(*) from (select question_id from results "
+                 "group by question_id having count(*) = 13)").fetchone()[0]
 pooled = c.execute("select coalesce(sum(json_extract(completion, '$.completion_tokens')), 0) "
                    "from samples").fetchone()[0]
 cot = c.execute("select coalesce(sum(completion_tokens), 0) from results "
