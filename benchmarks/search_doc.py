@@ -87,29 +87,42 @@ PAGES = {
 FAULTS = (game24.ALIVE, game24.DEAD_END, game24.NOT_LEFT, game24.ARITHMETIC, game24.LEFT_LIST)
 
 
-def step_faults(path: Path) -> dict[str, Counter[str]]:
+@dataclass
+class Steps:
+    """What the policy's Game of 24 steps were, for one scheme."""
+    faults: Counter[str]  # replay's verdict on each step read
+    reached: Counter[int]  # per puzzle: the most right steps in a row on any path it wrote
+
+
+def step_faults(path: Path) -> dict[str, Steps]:
     """For each scheme, what `game24.replay` finds on each step ("a op b = c (left: ...)" line)
     the policy wrote from a state that could still make 24: the state is the puzzle, or the
     path of steps above it (the tree's parent nodes; the chain's earlier lines). A chain is
     read up to its first fault; a tree node whose path has a fault is not read (the search
-    pruned it, or scored it 0)."""
-    faults: dict[str, Counter[str]] = {}
+    pruned it, or scored it 0). Three right steps in a row leave 24: a solved puzzle, if the
+    answer line then writes it."""
+    steps: dict[str, Steps] = {}
     with Store.read(path) as store:
         for row in store.rows():
             nodes = {n["id"]: n for n in json.loads(row.trace or "{}").get("nodes", ())}
-            tally = faults.setdefault(row.scheme.split(":")[0], Counter())
+            tally = steps.setdefault(row.scheme.split(":")[0], Steps(Counter(), Counter()))
+            most = 0
             for node in nodes.values():
                 above = _path(nodes, node["parent"])
                 if game24.replay(row.gold, above) != game24.ALIVE:
                     continue
+                right = sum(map(game24.is_step, above.splitlines()))  # all right: it is alive
                 for line in node["text"].splitlines(keepends=True):
                     above += line
                     if not game24.is_step(line):
                         continue
-                    tally[verdict := game24.replay(row.gold, above)] += 1
+                    tally.faults[verdict := game24.replay(row.gold, above)] += 1
                     if verdict != game24.ALIVE:
                         break
-    return faults
+                    right += 1
+                most = max(most, right)
+            tally.reached[most] += 1
+    return steps
 
 
 def _path(nodes: dict[int, dict], node_id: int | None) -> str:
@@ -120,13 +133,16 @@ def _path(nodes: dict[int, dict], node_id: int | None) -> str:
     return "".join(reversed(texts))
 
 
-def faults_table(faults: dict[str, Counter[str]], order: list[str]) -> list[str]:
-    lines = ["| scheme | steps read | " + " | ".join(FAULTS) + " |",
-             "|---|---:|" + "---:|" * len(FAULTS)]
-    for scheme, tally in sorted(faults.items(), key=lambda item: order.index(item[0])):
-        total = sum(tally.values())
-        shares = (f"{tally[f] / total:.1%}" if total else "—" for f in FAULTS)
-        lines.append(f"| {scheme} | {total:,} | " + " | ".join(shares) + " |")
+def faults_table(steps: dict[str, Steps], order: list[str]) -> list[str]:
+    lines = ["| scheme | steps read | " + " | ".join(FAULTS) + " | puzzles with 1 / 2 / 3 right "
+             "steps in a row |", "|---|---:|" + "---:|" * len(FAULTS) + "---|"]
+    for scheme, tally in sorted(steps.items(), key=lambda item: order.index(item[0])):
+        total = sum(tally.faults.values())
+        shares = (f"{tally.faults[f] / total:.1%}" if total else "—" for f in FAULTS)
+        reached = " / ".join(str(sum(n for k, n in tally.reached.items() if k >= depth))
+                             for depth in (1, 2, 3))
+        lines.append(f"| {scheme} | {total:,} | " + " | ".join(shares) + f" | {reached} of "
+                     f"{tally.reached.total()} |")
     return lines
 
 
@@ -186,7 +202,9 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
             "could still make 24, replayed exactly from the puzzle's numbers "
             "(`game24.replay`): the share that were right and still left 24 reachable, and "
             "the first fault of the rest. Chains are read up to their first fault; tree "
-            "nodes below a faulty step are not read.", "",
+            "nodes below a faulty step are not read. The last column counts the puzzles on "
+            "which some path the scheme wrote got 1, 2 or 3 steps right in a row (three "
+            "leave 24).", "",
             *faults_table(step_faults(files[0]), [n.split(":")[0] for n in order]), ""]
     if finished:
         text += [f"![accuracy against tokens]({png.name})", ""]
