@@ -44,6 +44,7 @@ class Page:
     command: str
     settings: str  # what the page says about models and budgets, Markdown
     step_faults: bool = False  # count the faults of the policy's Game of 24 steps
+    discussion: str = ""  # Markdown, written by hand from the finished run's numbers
 
 
 PAGES = {
@@ -81,7 +82,33 @@ PAGES = {
         "with one 64-token value reply a state. Search budgets: 8,192 completion tokens a "
         "puzzle, a step ≤ 64 tokens. An answer is right when its expression uses the four "
         "numbers once each and equals 24, exactly (ponder/tasks/game24.py).",
-        step_faults=True),
+        step_faults=True,
+        discussion="""
+## Why search does not beat self-consistency here
+
+Nothing solves this slice with the 0.5B: one puzzle in a hundred, by beam search (the paper
+reports 4% for GPT-4's chain of thought and 74% for its Tree of Thoughts). A search can only
+choose among the steps the policy writes, and the table above shows how few are right: about
+one step in twenty written from a state that could still make 24 is right and keeps 24
+reachable. The commonest fault is bookkeeping, not arithmetic: the "left:" list is not what the
+step leaves (about 60% of the steps), or the step takes a number that is no longer left (about a
+quarter); the arithmetic itself is almost never wrong. The rule scorer prunes all of these at
+once, so beam search and MCTS are not misled, they are starved: with one right step in twenty,
+beam@4's 16 candidates a depth seldom hold a right second step below a right first one, and
+MCTS spends its 32 iterations on dead nodes. Tree of Thoughts fares worst: its propose prompt
+asks for several next steps in one reply, and half of the 0.5B's proposals take numbers it no
+longer has; when every proposal of the first depth is pruned it stops, which is why it spends
+the fewest tokens.
+
+On the few puzzles where some path did reach 24 in three right steps (the last column), the
+policy then wrote a wrong "Answer:" expression, so a second skill fails after the first: turning
+the steps back into one expression over the four numbers.
+
+What would move this (not measured): a stronger policy (Qwen2.5-Coder-1.5B decodes at a half
+to two thirds of the 0.5B's speed on this CPU, shared/MODELS.md: this grid took ~2 h); or letting the task keep the state, writing
+each step's "left:" list and composing the final expression from the steps, so that the policy
+only chooses operations. That departs from Tree of Thoughts' setting, where the model does both.
+"""),
 }
 
 FAULTS = (game24.ALIVE, game24.DEAD_END, game24.NOT_LEFT, game24.ARITHMETIC, game24.LEFT_LIST)
@@ -206,6 +233,8 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
             "which some path the scheme wrote got 1, 2 or 3 steps right in a row (three "
             "leave 24).", "",
             *faults_table(step_faults(files[0]), [n.split(":")[0] for n in order]), ""]
+    if finished and page.discussion:
+        text += [page.discussion.strip(), ""]
     if finished:
         text += [f"![accuracy against tokens]({png.name})", ""]
     write_text_atomic(out, "\n".join(text))
