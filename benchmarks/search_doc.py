@@ -86,28 +86,30 @@ PAGES = {
         discussion="""
 ## Why search does not beat self-consistency here
 
-Nothing solves this slice with the 0.5B: one puzzle in a hundred, by beam search (the paper
-reports 4% for GPT-4's chain of thought and 74% for its Tree of Thoughts). A search can only
-choose among the steps the policy writes, and the table above shows how few are right: about
-one step in twenty written from a state that could still make 24 is right and keeps 24
-reachable. The commonest fault is bookkeeping, not arithmetic: the "left:" list is not what the
-step leaves (about 60% of the steps), or the step takes a number that is no longer left (about a
-quarter); the arithmetic itself is almost never wrong. The rule scorer prunes all of these at
-once, so beam search and MCTS are not misled, they are starved: with one right step in twenty,
-beam@4's 16 candidates a depth seldom hold a right second step below a right first one, and
-MCTS spends its 32 iterations on dead nodes. Tree of Thoughts fares worst: its propose prompt
-asks for several next steps in one reply, and half of the 0.5B's proposals take numbers it no
-longer has; when every proposal of the first depth is pruned it stops, which is why it spends
-the fewest tokens.
+Nothing solves this slice with the 0.5B: beam search and MCTS solve one puzzle each (different
+ones), the chain schemes and Tree of Thoughts none (the paper reports 4% for GPT-4's chain of
+thought and 74% for its Tree of Thoughts). A search can only choose among the steps the policy
+writes, and the table above shows how few are right: of the steps written from a state that
+could still make 24, 6-10% are right and keep 24 reachable (ToT's proposals 1%). The commonest
+fault is bookkeeping, not arithmetic: the "left:" list is not what the step leaves (55-62% of
+the steps), or the step takes a number that is no longer left (about a fifth); the arithmetic
+itself is rarely wrong (1-4%). The rule scorer prunes all of these at once, so beam search and
+MCTS are not misled, they are starved: with so few right steps, beam@4's 16 candidates a depth
+seldom hold a right second step below a right first one, and MCTS spends its 32 iterations on
+dead nodes. Tree of Thoughts fares worst: its propose prompt asks for several next steps in one
+reply, and more than half of the 0.5B's proposals take numbers it no longer has; when every
+proposal of the first depth is pruned it stops, which is why it spends the fewest tokens.
 
-On the few puzzles where some path did reach 24 in three right steps (the last column), the
-policy then wrote a wrong "Answer:" expression, so a second skill fails after the first: turning
-the steps back into one expression over the four numbers.
+Where some path did reach 24 in three right steps (the last column: 1-3 puzzles a scheme), the
+policy mostly then wrote a wrong "Answer:" expression: of those paths only beam's and MCTS's
+one each ended in a right answer. Turning the steps back into one expression over the four
+numbers is a second skill the 0.5B lacks.
 
 What would move this (not measured): a stronger policy (Qwen2.5-Coder-1.5B decodes at a half
-to two thirds of the 0.5B's speed on this CPU, shared/MODELS.md: this grid took ~2 h); or letting the task keep the state, writing
-each step's "left:" list and composing the final expression from the steps, so that the policy
-only chooses operations. That departs from Tree of Thoughts' setting, where the model does both.
+to two thirds of the 0.5B's speed on this CPU, shared/MODELS.md: this grid took ~2 h); or
+letting the task keep the state, writing each step's "left:" list and composing the final
+expression from the steps, so that the policy only chooses operations. That departs from Tree
+of Thoughts' setting, where the model does both.
 """),
 }
 
