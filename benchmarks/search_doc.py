@@ -9,7 +9,8 @@ status (questions each scheme has, of those asked), the command, the report agai
 report against self-consistency at about search's cost (the paired difference on the same
 questions: the comparison the issue asks for), and one computed sentence per search scheme
 saying whether it beat that baseline. The Game of 24 page also counts what is wrong with the
-steps the policy writes (`step_faults`): a search guided by the rule can only keep right steps.
+steps the policy writes (`step_faults`): a search guided by the rule can only keep right steps;
+the GSM8K page, how well the policy's step judge tells right from wrong (`judge_table`).
 A run not finished is marked IN PROGRESS and gets no plot; a finished one gets the plot
 (`--plot`) beside its page. Reads only: safe beside the runs.
 """
@@ -44,6 +45,7 @@ class Page:
     command: str
     settings: str  # what the page says about models and budgets, Markdown
     step_faults: bool = False  # count the faults of the policy's Game of 24 steps
+    judge: bool = False  # how well the step judge's scores tell right from wrong
     discussion: str = ""  # Markdown, written by hand from the finished run's numbers
 
 
@@ -64,7 +66,7 @@ PAGES = {
         "correct?\"): beam@4 with 2 expansions a beam and mcts@16 capped at 4,096 completion "
         "tokens a question, tot (3 states kept, 3 sampled steps each, one 48-token value reply "
         "a state, depth ≤ 8) at 6,144. Judge and value replies count in tokens/q; the judge's "
-        "prompts do not (they are prefill, docs/results/tree_speed.md)."),
+        "prompts do not (they are prefill, docs/results/tree_speed.md).", judge=True),
     "game24": Page(
         name="search_game24",
         heading="Game of 24 (Tree-of-Thoughts test slice, records 900–999), default model",
@@ -154,6 +156,45 @@ def step_faults(path: Path) -> dict[str, Steps]:
     return steps
 
 
+def judge_table(path: Path, order: list[str]) -> list[str]:
+    """For each scheme scored by the step judge: the judge's P(Yes) on its steps, how far
+    apart it puts a node's children (max - min: what it gives the search to choose by), and
+    how well the score of the chosen path's last step separates right answers from wrong ones
+    (AUROC: 0.5 is chance)."""
+    rows: dict[str, list[tuple[float, bool]]] = {}
+    scores: dict[str, list[float]] = {}
+    spreads: dict[str, list[float]] = {}
+    with Store.read(path) as store:
+        for row in store.rows():
+            trace = json.loads(row.trace or "{}")
+            if trace.get("meta", {}).get("scorer") != "judge":
+                continue
+            nodes = {n["id"]: n for n in trace.get("nodes", ())}
+            scheme = row.scheme.split(":")[0]
+            scores.setdefault(scheme, []).extend(
+                n["score"] for n in nodes.values() if n["score"] is not None)
+            for n in nodes.values():
+                kids = [nodes[k]["score"] for k in n["children"] if nodes[k]["score"] is not None]
+                if len(kids) > 1:
+                    spreads.setdefault(scheme, []).append(max(kids) - min(kids))
+            last = nodes.get(trace["chosen"][-1]) if trace.get("chosen") else None
+            if last is not None and last["score"] is not None:
+                rows.setdefault(scheme, []).append((last["score"], bool(row.correct)))
+    lines = ["| scheme | steps scored | mean P(Yes) | mean spread among siblings | chosen "
+             "paths right / wrong | AUROC of the last step's score |",
+             "|---|---:|---:|---:|---|---:|"]
+    for scheme in sorted(rows, key=order.index):
+        right = [x for x, ok in rows[scheme] if ok]
+        wrong = [x for x, ok in rows[scheme] if not ok]
+        pairs = [(a > b) + 0.5 * (a == b) for a in right for b in wrong]
+        auroc = f"{sum(pairs) / len(pairs):.2f}" if pairs else "—"
+        spread = spreads.get(scheme, [0.0])
+        lines.append(f"| {scheme} | {len(scores[scheme]):,} | "
+                     f"{sum(scores[scheme]) / len(scores[scheme]):.3f} | "
+                     f"{sum(spread) / len(spread):.3f} | {len(right)} / {len(wrong)} | {auroc} |")
+    return lines
+
+
 def _path(nodes: dict[int, dict], node_id: int | None) -> str:
     texts = []
     while node_id is not None:
@@ -235,6 +276,15 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
             "which some path the scheme wrote got 1, 2 or 3 steps right in a row (three "
             "leave 24).", "",
             *faults_table(step_faults(files[0]), [n.split(":")[0] for n in order]), ""]
+    if page.judge:
+        text += [
+            "## The step judge", "",
+            "The policy judging its own steps (P(Yes) to \"is this step correct?\"): the "
+            "mean score, the mean gap between the best and worst child of a node (what the "
+            "search chooses by), and how well the score of the chosen path's last step "
+            "separates the questions answered right from those answered wrong (AUROC; 0.5 is "
+            "chance).", "",
+            *judge_table(files[-1], [n.split(":")[0] for n in order]), ""]
     if finished and page.discussion:
         text += [page.discussion.strip(), ""]
     if finished:
