@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ponder.core.files import write_text_atomic
+from ponder.core.types import Trace
 from ponder.eval.report import SchemeSummary, plot, read_rows, summarize, title, to_markdown
 from ponder.eval.store import Store
 from ponder.tasks import game24
@@ -135,15 +136,16 @@ def step_faults(path: Path) -> dict[str, Steps]:
     steps: dict[str, Steps] = {}
     with Store.read(path) as store:
         for row in store.rows():
-            nodes = {n["id"]: n for n in json.loads(row.trace or "{}").get("nodes", ())}
-            tally = steps.setdefault(row.scheme.split(":")[0], Steps(Counter(), Counter()))
+            trace = _trace(row.trace)
+            tally = steps.setdefault(label(row.scheme), Steps(Counter(), Counter()))
             most = 0
-            for node in nodes.values():
-                above = _path(nodes, node["parent"])
+            for node in trace.nodes:
+                above = ("" if node.parent is None else
+                         "".join(trace.nodes[i].text for i in trace.path(node.parent)))
                 if game24.replay(row.gold, above) != game24.ALIVE:
                     continue
                 right = sum(map(game24.is_step, above.splitlines()))  # all right: it is alive
-                for line in node["text"].splitlines(keepends=True):
+                for line in node.text.splitlines(keepends=True):
                     above += line
                     if not game24.is_step(line):
                         continue
@@ -166,20 +168,20 @@ def judge_table(path: Path, order: list[str]) -> list[str]:
     spreads: dict[str, list[float]] = {}
     with Store.read(path) as store:
         for row in store.rows():
-            trace = json.loads(row.trace or "{}")
-            if trace.get("meta", {}).get("scorer") != "judge":
+            trace = _trace(row.trace)
+            if trace.meta.get("scorer") != "judge":
                 continue
-            nodes = {n["id"]: n for n in trace.get("nodes", ())}
-            scheme = row.scheme.split(":")[0]
+            scheme = label(row.scheme)
             scores.setdefault(scheme, []).extend(
-                n["score"] for n in nodes.values() if n["score"] is not None)
-            for n in nodes.values():
-                kids = [nodes[k]["score"] for k in n["children"] if nodes[k]["score"] is not None]
+                n.score for n in trace.nodes if n.score is not None)
+            for n in trace.nodes:
+                kids = [k.score for k in map(trace.nodes.__getitem__, n.children)
+                        if k.score is not None]
                 if len(kids) > 1:
                     spreads.setdefault(scheme, []).append(max(kids) - min(kids))
-            last = nodes.get(trace["chosen"][-1]) if trace.get("chosen") else None
-            if last is not None and last["score"] is not None:
-                rows.setdefault(scheme, []).append((last["score"], bool(row.correct)))
+            last = trace.nodes[trace.chosen[-1]] if trace.chosen else None
+            if last is not None and last.score is not None:
+                rows.setdefault(scheme, []).append((last.score, bool(row.correct)))
     lines = ["| scheme | steps scored | mean P(Yes) | mean spread among siblings | chosen "
              "paths right / wrong | AUROC of the last step's score |",
              "|---|---:|---:|---:|---|---:|"]
@@ -195,12 +197,13 @@ def judge_table(path: Path, order: list[str]) -> list[str]:
     return lines
 
 
-def _path(nodes: dict[int, dict], node_id: int | None) -> str:
-    texts = []
-    while node_id is not None:
-        texts.append(nodes[node_id]["text"])
-        node_id = nodes[node_id]["parent"]
-    return "".join(reversed(texts))
+def _trace(text: str) -> Trace:
+    return Trace.from_dict(json.loads(text) if text else {})
+
+
+def label(scheme: str) -> str:
+    """A table's name for a scheme: its spec without settings ("beam@4")."""
+    return scheme.split(":")[0]
 
 
 def faults_table(steps: dict[str, Steps], order: list[str]) -> list[str]:
@@ -275,7 +278,7 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
             "nodes below a faulty step are not read. The last column counts the puzzles on "
             "which some path the scheme wrote got 1, 2 or 3 steps right in a row (three "
             "leave 24).", "",
-            *faults_table(step_faults(files[0]), [n.split(":")[0] for n in order]), ""]
+            *faults_table(step_faults(files[0]), [label(n) for n in order]), ""]
     if page.judge:
         text += [
             "## The step judge", "",
@@ -284,7 +287,7 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
             "search chooses by), and how well the score of the chosen path's last step "
             "separates the questions answered right from those answered wrong (AUROC; 0.5 is "
             "chance).", "",
-            *judge_table(files[-1], [n.split(":")[0] for n in order]), ""]
+            *judge_table(files[-1], [label(n) for n in order]), ""]
     if finished and page.discussion:
         text += [page.discussion.strip(), ""]
     if finished:
