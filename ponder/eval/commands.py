@@ -86,6 +86,10 @@ def eval_command(
               f"{outcome.planned} planned → {out_path}", markup=False)
     with Store.read(out_path) as store:
         print_table(summarize(store.rows(traces=False), order=specs), "wilson")
+    if outcome.drained:  # the rows stored are whole questions; the rest waits for --resume
+        err.print("stopped on request: run the same command with --resume to finish",
+                  markup=False)
+        raise typer.Exit(130)
 
 
 def report_command(

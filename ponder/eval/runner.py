@@ -12,6 +12,8 @@ runs it.
 `--concurrency K` works on K questions at once, each on its own thread (a question's schemes
 and seeds run in order on it); a batching backend (llama.cpp) decodes their sequences together,
 which matters most for one-chain schemes: 1 sequence a step uses a CPU far less than 8.
+A drain (`kill -USR1`, or a first Ctrl-C; drain.py) finishes the questions in flight and starts
+no more, so a long run can be stopped without losing the questions it is working on.
 `--share-samples` gives each question one pool of seeded samples that all its schemes draw from
 (shared.py): self-consistency@4 uses the first 4 of the 16 that self-consistency@16 draws, and
 so on; without it every scheme draws its own samples. Each sample drawn is kept in the store
@@ -39,6 +41,7 @@ from typing import Any
 from ponder.core.errors import ConfigError, DataError
 from ponder.core.protocols import LanguageModel, ShouldStop
 from ponder.core.types import Completion
+from ponder.eval.drain import Drain, drain_on_signals
 from ponder.eval.progress import LogLines, accuracy_text, progress_bar
 from ponder.eval.shared import SharedSamples
 from ponder.eval.store import Row, Store
@@ -168,6 +171,7 @@ class Outcome:
     planned: int  # rows in the whole grid
     resumed: int  # already in the store when this run started
     written: int  # written by this run
+    drained: bool = False  # stopped on request (a drain) before the grid was done
 
 
 def parse_model_args(items: Sequence[str]) -> dict[str, Any]:
@@ -246,9 +250,11 @@ def solve(job: Job, cfg: EvalConfig, task: Task, model: LanguageModel,
 
 
 def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
-             progress: bool = True, command: str = "") -> Outcome:
+             progress: bool = True, command: str = "", drain: Drain | None = None) -> Outcome:
     """Run (or resume) the grid. `model_factory` replaces `load_model(cfg.model,
-    **cfg.model_args)`, e.g. for tests; the model is created once, only if work remains."""
+    **cfg.model_args)`, e.g. for tests; the model is created once, only if work remains.
+    Setting `drain` (or, on the main thread, SIGUSR1 or a first Ctrl-C) ends the run once the
+    questions in flight are stored."""
     from ponder.models.catalog import load_model
 
     task = cfg.load_task()
@@ -263,13 +269,14 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
         pools = Pools(store.samples(job.record.id for job in todo) if cfg.share_samples else {},
                       store.add_sample)
         model = model_factory() if model_factory else load_model(cfg.model, **cfg.model_args)
+        drain = Drain() if drain is None else drain
         try:
-            with progress_bar(progress) as bar:
+            with progress_bar(progress) as bar, drain_on_signals(drain):
                 tid = bar.add_task(task.name, total=len(jobs), completed=outcome.resumed,
                                    acc=accuracy_text(right, outcome.resumed))
                 plain = progress and not bar.console.is_terminal
                 lines = LogLines(bar, tid, task.name) if plain else None
-                for row in _rows(todo, cfg, task, model, pools):
+                for row in _rows(todo, cfg, task, model, pools, drain):
                     store.add(row)  # committed: a kill after this line keeps the row
                     outcome.written += 1
                     right += row.correct
@@ -279,6 +286,7 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
                         lines.maybe_print()
         finally:
             model.close()
+    outcome.drained = drain.is_set() and outcome.resumed + outcome.written < outcome.planned
     return outcome
 
 
@@ -302,16 +310,18 @@ class _Sample:
 
 
 def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageModel,
-          pools: Pools) -> Iterator[Row]:
-    """The rows of `todo` as they finish, `cfg.concurrency` questions at a time. Closing the
-    iterator (an error, Ctrl-C) stops the questions in flight; their rows are not stored (their
-    samples are)."""
+          pools: Pools, drain: Drain) -> Iterator[Row]:
+    """The rows of `todo` as they finish, `cfg.concurrency` questions at a time; once `drain`
+    is set, no question starts. Closing the iterator (an error, a second Ctrl-C) stops the
+    questions in flight; their rows are not stored (their samples are)."""
     questions: dict[str, list[Job]] = {}
     for job in todo:
         questions.setdefault(job.record.id, []).append(job)
     stop = threading.Event()
     if cfg.concurrency == 1:
         for jobs in questions.values():
+            if drain.is_set():
+                return
             yield from _question(jobs, cfg, task, model, stop, pools.stored.get(jobs[0].record.id),
                                  partial(pools.keep, jobs[0].record.id))
         return
@@ -321,6 +331,8 @@ def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageModel
     def work(jobs: list[Job]) -> None:
         q = jobs[0].record.id
         try:
+            if drain.is_set():  # a queued question: not begun, so nothing to finish
+                return
             for row in _question(jobs, cfg, task, model, stop, pools.stored.get(q),
                                  lambda *sample: results.put(_Sample(q, *sample))):
                 results.put(row)
