@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ponder.core.errors import ConfigError, ModelLoadError
-from ponder.core.types import GenerationRequest, SamplingParams, user
+from ponder.core.types import Completion, GenerationRequest, SamplingParams, user
 from ponder.models._sampling import (
     Sampler,
     TextStream,
@@ -446,15 +446,32 @@ def test_qwen_template_and_greedy_batches():
     assert all(c.token_ids == one.token_ids for c in four), [c.text for c in four] + [one.text]
 
 
+def assert_same_greedy_text_up_to_a_near_tie(a: Completion, b: Completion,
+                                              tie: float = 0.05) -> None:
+    """Two greedy decodes of one prefix agree token for token, or part only where each one's
+    two likeliest tokens are the same pair, within `tie` of each other in probability: an
+    argmax that rounding can flip. Where they part, the rest is not compared."""
+    assert a.top_logprobs is not None and b.top_logprobs is not None
+    for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids, strict=False)):
+        if x == y:
+            continue
+        tops = [sorted(c.top_logprobs[i].items(), key=lambda kv: -kv[1])[:2] for c in (a, b)]
+        assert {t for t, _ in tops[0]} == {t for t, _ in tops[1]}, (i, tops)
+        assert all(abs(np.exp(p) - np.exp(q)) < tie for (_, p), (_, q) in tops), (i, tops)
+        return
+    assert a.text == b.text
+
+
 @pytest.mark.slow
 def test_kept_kv_continues_a_path_without_prefilling_it_again(decodes):
     """Tree search: expand a node (a step kept with keep_kv), then continue prompt + step.
-    The continuation is prefilled only from where the kept KV ends, and gives the same greedy
-    text and the same next-token distribution as a model that prefills the whole prefix: top-5
-    probabilities within 0.01 (measured: 0.0023 for the top token). The path's KV was computed
-    one token at a time rather than in one prefill; with 4-bit weights the kernels round
-    differently, and later tokens' logprobs drift by up to ~0.2 on SmolLM2 Q4_1 while the
-    greedy text stays the same."""
+    The continuation is prefilled only from where the kept KV ends, and gives the same next-token
+    distribution as a model that prefills the whole prefix, top-5 probabilities within 0.01
+    (measured: 0.0023 for the top token), and the same greedy text up to a near-tie. The path's
+    KV was computed one token at a time rather than in one prefill; with 4-bit weights the
+    kernels round differently, and later tokens' logprobs drift (by up to ~0.3 on SmolLM2 Q4_1),
+    which can flip an argmax between two tokens of nearly equal probability: on an AVX-512 CPU
+    the two continuations part at " So" / "\n" (0.31 / 0.30 and 0.29 / 0.32), 9 tokens in."""
     step = dict(max_tokens=24, stop=("\n\n",), logprobs=5)
     with small_model(n_seq_max=4, cache_prompts=4) as lm:
         prompt = lm.render_chat(Q)
@@ -469,8 +486,8 @@ def test_kept_kv_continues_a_path_without_prefilling_it_again(decodes):
     assert cont.prompt_tokens == full.prompt_tokens
     assert cont.cached_tokens >= cont.prompt_tokens - 3 and full.cached_tokens == 0
     assert prefilled <= 3  # only the tail of the path, not the path
-    assert cont.text == full.text
     assert cont.top_logprobs is not None and full.top_logprobs is not None
+    assert_same_greedy_text_up_to_a_near_tie(cont, full)
     kept, fresh_top = cont.top_logprobs[0], full.top_logprobs[0]
     assert set(kept) == set(fresh_top)
     assert max(abs(np.exp(kept[t]) - np.exp(fresh_top[t])) for t in kept) < 0.01
