@@ -247,7 +247,7 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
     vs_base = summarize(rows, order=order, baseline=page.baseline)
     stored = {s.scheme: s.questions for s in vs_cot}
     finished = all(stored.get(name, 0) >= page.questions for name in order) and len(order) > 1
-    status = ", ".join(f"{name} {stored.get(name, 0)}" for name in order)
+    status = ", ".join(f"{label(name)} {stored.get(name, 0)}" for name in order)
     out = out_dir / f"{page.name}.md"
     png = out.with_suffix(".png")
     if finished:
