@@ -12,8 +12,10 @@
 # at most 256 tokens (the tree schemes' default, written out so that --max-tokens, the chains'
 # 512, does not apply to it).
 # Resumable: run it again to continue. The database is kept in the repository
-# (docs/results/search_gsm8k100.db, by benchmarks/keep_run.py): with no working copy in runs/,
-# the run starts from the kept one, so a new machine loses only what was not kept.
+# (docs/results/search_gsm8k100.db, by benchmarks/keep_run.py, whenever this script ends): with
+# no working copy in runs/, the run starts from the kept one, so a new machine loses only what
+# was not committed. To end a session: kill -USR1 the `ponder eval` process (it finishes the
+# questions in flight), wait for this script to end, commit the kept copy.
 # A smoke run: LIMIT=3 OUT=/tmp/smoke.db benchmarks/search_gsm8k100.sh
 # cache_prompts=128: each expansion continues its parent's kept KV only while the parent is still
 # held; beam@4 keeps 16 children a depth, and 8 questions run at once, so the default 8 holders
@@ -22,8 +24,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/search_gsm8k100.db}
 kept=docs/results/search_gsm8k100.db
-if [[ -z ${OUT:-} && ! -s $out && -s $kept ]]; then
-  mkdir -p "$(dirname "$out")" && cp "$kept" "$out"
+if [[ -z ${OUT:-} ]]; then
+  if [[ ! -s $out && -s $kept ]]; then mkdir -p "$(dirname "$out")" && cp "$kept" "$out"; fi
+  # however the run ends (finished, drained by kill -USR1, or failed), refresh the kept copy
+  trap '[[ -s $out ]] && .venv/bin/python benchmarks/keep_run.py "$out" "$kept"' EXIT
 fi
 resume=$([[ -s $out ]] && echo --resume || true)
 uptime
