@@ -259,7 +259,9 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
 
     task = cfg.load_task()
     jobs = plan(cfg, load_records(cfg, task))
-    with Store.create(cfg.out, cfg.meta(), resume=cfg.resume, command=command) as store:
+    drain = Drain() if drain is None else drain
+    with (drain_on_signals(drain),  # from the model's load on: a signal then starts nothing
+          Store.create(cfg.out, cfg.meta(), resume=cfg.resume, command=command) as store):
         done = store.done()
         todo = [job for job in jobs if job.key not in done]
         outcome = Outcome(planned=len(jobs), resumed=len(jobs) - len(todo), written=0)
@@ -269,9 +271,8 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
         pools = Pools(store.samples(job.record.id for job in todo) if cfg.share_samples else {},
                       store.add_sample)
         model = model_factory() if model_factory else load_model(cfg.model, **cfg.model_args)
-        drain = Drain() if drain is None else drain
         try:
-            with progress_bar(progress) as bar, drain_on_signals(drain):
+            with progress_bar(progress) as bar:
                 tid = bar.add_task(task.name, total=len(jobs), completed=outcome.resumed,
                                    acc=accuracy_text(right, outcome.resumed))
                 plain = progress and not bar.console.is_terminal
