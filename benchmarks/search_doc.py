@@ -68,7 +68,9 @@ PAGES = {
         "tot (3 states kept, 3 sampled steps each, one 48-token value reply a state, depth "
         "≤ 8) at 6,144; a step is at most 256 tokens. Judge and value replies count in "
         "tokens/q; the judge's prompts do not (they are prefill, "
-        "docs/results/tree_speed.md).", judge=True),
+        "docs/results/tree_speed.md). Its first two sessions (2026-12-03) ran on an AMD EPYC "
+        "with AVX-512, before the store recorded the CPU; issue 3's chains ran on one with "
+        "AVX2 only.", judge=True),
     "game24": Page(
         name="search_game24",
         heading="Game of 24 (Tree-of-Thoughts test slice, records 900–999), default model",
@@ -198,6 +200,15 @@ def judge_table(path: Path, order: list[str]) -> list[str]:
     return lines
 
 
+def machines(path: Path) -> str:
+    """Which CPUs the run's sessions ran on: a run resumed across sessions may have moved
+    machines, and its seconds with it."""
+    with Store.read(path) as store:
+        cpus = Counter(json.loads(m).get("cpu") or "a CPU not recorded (before the store kept it)"
+                       for (m,) in store.conn.execute("SELECT machine FROM sessions"))
+    return ", ".join(f"{n} on {cpu}" for cpu, n in cpus.most_common())
+
+
 def _trace(text: str) -> Trace:
     return Trace.from_dict(json.loads(text) if text else {})
 
@@ -260,6 +271,8 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
          f"{page.questions}); the run continues across sessions. Every number below is on "
          "the questions stored so far and will change.**"), "",
         page.settings, "",
+        f"Sessions that wrote it (seconds are model seconds on these machines): "
+        f"{machines(files[-1])}.", "",
         "    " + page.command, "    .venv/bin/python benchmarks/search_doc.py   # this page", "",
         "## Against cot", "", to_markdown(vs_cot, meta, "wilson"),
         f"## Against {page.baseline}", "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import sqlite3
 import subprocess
@@ -40,7 +41,7 @@ from ponder.eval.runner import (
     run_eval,
     task_of,
 )
-from ponder.eval.store import Row, Store, StoreExists, StoreMismatch
+from ponder.eval.store import Row, Store, StoreExists, StoreMismatch, cpu_model
 from ponder.models.fake import ScriptedModel
 
 # The fake always answers 42 unless scripted otherwise, so a question is right iff its gold is 42.
@@ -715,3 +716,25 @@ def test_the_gain_cell_says_when_cot_covers_fewer_questions(hand_db: Path) -> No
     rows = [r for r in stored(hand_db) if not (r.scheme == "cot" and r.position < 2)]
     sc = summarize(rows, order=["cot", "self-consistency@4"])[1]
     assert sc.gain_questions == 3 and table_cells(sc)[-1].endswith(" on 3 q")
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "expected"),
+    [
+        pytest.param("model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 avx512f avx512bw\n",
+                     "AMD EPYC (avx512f)", id="avx512"),
+        pytest.param("model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\nflags\t\t: fpu avx avx2 fma\n"
+                     "model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n",
+                     "Intel(R) Xeon(R) CPU @ 2.20GHz (avx2)", id="avx2-two-cores"),
+        pytest.param("processor\t: 0\nFeatures\t: fp asimd\n", platform.machine(), id="arm"),
+    ],
+)
+def test_each_session_records_the_cpu_that_ran_it(tmp_path: Path, cpuinfo: str,
+                                                  expected: str) -> None:
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert cpu_model(tmp_path / "cpuinfo") == expected
+    assert cpu_model(tmp_path / "absent") == (platform.processor() or None)
+    run_eval(config(tmp_path, schemes=("cot",), limit=1), progress=False)
+    with Store.read(tmp_path / "run.db") as store:
+        (machine,) = store.conn.execute("SELECT machine FROM sessions").fetchone()
+    assert json.loads(machine)["cpu"] == cpu_model()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sqlite3
 import sys
 import time
@@ -113,7 +114,23 @@ COLUMNS = tuple(f.name for f in fields(Row))
 
 def machine_info() -> dict[str, Any]:
     return {"platform": platform.platform(), "python": platform.python_version(),
-            "machine": platform.machine(), "cpus": os.cpu_count()}
+            "machine": platform.machine(), "cpus": os.cpu_count(), "cpu": cpu_model()}
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name and widest x86 vector extension, e.g. "AMD EPYC (avx512f)": what
+    decides a CPU backend's speed, so that seconds from a run resumed on other machines can be
+    told apart. Read from Linux's cpuinfo; elsewhere whatever `platform` knows, or None."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return platform.processor() or None
+    name = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    have = set(flags[1].split()) if flags else set()
+    simd = next((f for f in ("avx512f", "avx2", "avx") if f in have), None)
+    model = name[1].strip() if name else platform.machine()
+    return f"{model} ({simd})" if simd else model or None
 
 
 def ponder_version() -> str:
