@@ -167,15 +167,16 @@ train_app.command("prm")(prm_command)
 
 
 def main(typer_app: typer.Typer = app) -> None:
-    """Run a command; a user mistake (a PonderError) ends in one line on stderr and exit 2."""
+    """Run a command; a user mistake (a PonderError) ends in one line on stderr and exit 2.
+
+    Ctrl-C needs nothing here: typer ends the command with exit status 130 and no traceback, and
+    `ponder eval` first drains (ponder/eval/drain.py).
+    """
     try:
         typer_app()
     except PonderError as e:
         err.print(f"error: {e}", markup=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        sys.exit(130)
 
 
 if __name__ == "__main__":
