@@ -68,9 +68,8 @@ PAGES = {
         "tot (3 states kept, 3 sampled steps each, one 48-token value reply a state, depth "
         "≤ 8) at 6,144; a step is at most 256 tokens. Judge and value replies count in "
         "tokens/q; the judge's prompts do not (they are prefill, "
-        "docs/results/tree_speed.md). Its first two sessions (2026-12-03) ran on an AMD EPYC "
-        "with AVX-512, before the store recorded the CPU; issue 3's chains ran on one with "
-        "AVX2 only.", judge=True),
+        "docs/results/tree_speed.md). Issue 3's chains ran on a machine with AVX2 only, so "
+        "their seconds do not compare with these.", judge=True),
     "game24": Page(
         name="search_game24",
         heading="Game of 24 (Tree-of-Thoughts test slice, records 900–999), default model",
