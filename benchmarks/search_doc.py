@@ -29,7 +29,8 @@ from ponder.core.files import write_text_atomic
 from ponder.core.types import Trace
 from ponder.eval.report import SchemeSummary, plot, read_rows, summarize, title, to_markdown
 from ponder.eval.store import Store
-from ponder.tasks import game24
+from ponder.tasks import TASKS, game24
+from ponder.tasks.base import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ("beam", "dvts", "mcts", "tot")
@@ -46,6 +47,7 @@ class Page:
     settings: str  # what the page says about models and budgets, Markdown
     step_faults: bool = False  # count the faults of the policy's Game of 24 steps
     judge: bool = False  # how well the step judge's scores tell right from wrong
+    pools: bool = False  # which answers each scheme wrote, and what choosing among them lost
     discussion: str = ""  # Markdown, written by hand from the finished run's numbers
 
 
@@ -69,7 +71,7 @@ PAGES = {
         "≤ 8) at 6,144; a step is at most 256 tokens. Judge and value replies count in "
         "tokens/q; the judge's prompts do not (they are prefill, "
         "docs/results/tree_speed.md). Issue 3's chains ran on a machine with AVX2 only, so "
-        "their seconds do not compare with these.", judge=True),
+        "their seconds do not compare with these.", judge=True, pools=True),
     "game24": Page(
         name="search_game24",
         heading="Game of 24 (Tree-of-Thoughts test slice, records 900–999), default model",
@@ -199,6 +201,34 @@ def judge_table(path: Path, order: list[str]) -> list[str]:
     return lines
 
 
+def pools_table(path: Path, order: list[str], task: Task) -> list[str]:
+    """For each scheme, the answers it wrote (the finished leaves of its tree; a chain scheme's
+    chains) and how it chose among them: how many a question, how many distinct, how often a
+    right one is among them (what a perfect chooser would score), the scheme's accuracy, and
+    what a plain majority vote over the same answers would score."""
+    tally: dict[str, Counter[str]] = {}
+    with Store.read(path) as store:
+        for row in store.rows():
+            answers = [n.answer for n in _trace(row.trace).nodes
+                       if n.answer is not None and not n.children]
+            counts = tally.setdefault(label(row.scheme), Counter())
+            keys = Counter(task.key(a) for a in answers)
+            counts.update(questions=1, answers=len(answers), distinct=len(keys),
+                          correct=row.correct,
+                          covered=any(task.check(a, row.gold) for a in answers))
+            if keys:
+                top = keys.most_common(1)[0][0]
+                counts["vote"] += task.check(next(a for a in answers if task.key(a) == top),
+                                             row.gold)
+    lines = ["| scheme | answers a question | distinct | a right one among them | accuracy "
+             "| majority vote over them |", "|---|---:|---:|---:|---:|---:|"]
+    for scheme in sorted(tally, key=order.index):
+        c, q = tally[scheme], tally[scheme]["questions"]
+        lines.append(f"| {scheme} | {c['answers'] / q:.1f} | {c['distinct'] / q:.1f} | "
+                     f"{c['covered'] / q:.1%} | {c['correct'] / q:.1%} | {c['vote'] / q:.1%} |")
+    return lines
+
+
 def machines(path: Path) -> str:
     """Which CPUs the run's sessions ran on: a run resumed across sessions may have moved
     machines, and its seconds with it."""
@@ -301,6 +331,16 @@ def write(page: Page, runs: Path, out_dir: Path) -> Path:
             "separates the questions answered right from those answered wrong (AUROC; 0.5 is "
             "chance).", "",
             *judge_table(files[-1], [label(n) for n in order]), ""]
+    if page.pools:
+        text += [
+            "## The answers each scheme wrote", "",
+            "Every finished answer a scheme wrote for a question (a chain's, or a leaf's of "
+            "its tree: pruned ones included), read with the task's rule: how many, how many "
+            "distinct, how often a right one was among them, how often the scheme chose a right "
+            "one (its accuracy), and how often a majority vote over the same answers would "
+            "have. The gap from the fourth column to the fifth is what choosing lost; the "
+            "fourth itself is what the scheme's sampling or search left to choose from.", "",
+            *pools_table(files[-1], [label(n) for n in order], TASKS[meta["task"]]), ""]
     if finished and page.discussion:
         text += [page.discussion.strip(), ""]
     if finished:
