@@ -71,7 +71,41 @@ PAGES = {
         "≤ 8) at 6,144; a step is at most 256 tokens. Judge and value replies count in "
         "tokens/q; the judge's prompts do not (they are prefill, "
         "docs/results/tree_speed.md). Issue 3's chains ran on a machine with AVX2 only, so "
-        "their seconds do not compare with these.", judge=True, pools=True),
+        "their seconds do not compare with these.", judge=True, pools=True,
+        discussion="""
+## Why search does not beat self-consistency here
+
+At about self-consistency@8's tokens (0.9× for beam@4 and mcts@16, 1.4× for tot), no search
+scheme beats it: mcts and tot are measurably worse (−17 and −10 points, intervals below zero),
+beam is 8 points lower with an interval that just reaches +1, and none is better than greedy
+cot. The last two tables say why, and both halves of the search are to blame.
+
+**The judge does not rank.** The 0.5B, asked whether its own step is correct, says "Yes" with
+probability about 0.57 whatever the step; a node's children differ by 0.016 (beam) to 0.030
+(mcts) on average, and the score of the chosen path's last step separates right answers from
+wrong ones no better than chance (AUROC 0.47 for both). Beam search and MCTS therefore
+choose among siblings almost at random, and pay for the judging: its replies count in their
+tokens, its prompts in their time (docs/results/tree_speed.md).
+
+**The search narrows what there is to choose from.** Eight independent chains give 5.8
+distinct answers a question, and a right one among them on 61% of the questions: that
+is what voting chooses from, and it finds the right one on 35%. The trees write as many
+finished answers (beam@4 6.6 a question, tot 11.6) but only about two distinct ones, since
+their paths share prefixes from the first step on; a right one is among them on only
+35% (beam), 27% (mcts) and 37% (tot) of the questions. A wrong early step
+that the judge cannot demote is inherited by every path below it. Even a majority vote over
+the trees' answers (beam's `selection=vote` weights it by path value) stays near the
+schemes' own accuracy, because the right answer is seldom there to be found.
+
+So with the policy as its own judge, search spends self-consistency's tokens on fewer,
+correlated attempts and a random choice among them. Published gains of beam search over
+best-of-N (Snell et al. 2024; Hugging Face's search-and-learn) use a trained process reward
+model several times the policy's size. What would move this (not measured here): a trained
+PRM as the scorer (`ponder/scorers/prm.py` loads the Math-Shepherd and Qwen2.5-Math-PRM
+formats, but no such weights install offline, and a 1.5B+ PRM on 2 CPU cores would multiply
+the run's hours); more diverse expansions (a higher step temperature, or DVTS's independent
+subtrees, `dvts`, not run here); or a stronger policy judging a weaker one's steps.
+"""),
     "game24": Page(
         name="search_game24",
         heading="Game of 24 (Tree-of-Thoughts test slice, records 900–999), default model",
