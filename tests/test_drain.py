@@ -73,6 +73,14 @@ def wait_for_rows(db: Path, proc: subprocess.Popen[str], rows: int) -> None:
     assert proc.poll() is None, "the run finished before the signal"
 
 
+def start_eval(*args: str, sigint: signal.Handlers = signal.SIG_DFL) -> subprocess.Popen[str]:
+    """`ponder eval ARGS` in a subprocess that starts with SIGINT as `sigint`: SIG_DFL as in a
+    terminal whatever this process has (a runner started in the background ignores SIGINT,
+    and its children inherit that), SIG_IGN as in a background job."""
+    return subprocess.Popen(ponder_eval(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+
+
 @pytest.mark.parametrize("signals", [(signal.SIGUSR1,), (signal.SIGINT,)], ids=["usr1", "ctrl-c"])
 def test_the_cli_drains_on_a_signal_and_says_how_to_resume(tmp_path: Path,
                                                            signals: tuple[int, ...]) -> None:
@@ -81,8 +89,7 @@ def test_the_cli_drains_on_a_signal_and_says_how_to_resume(tmp_path: Path,
     args = ["gsm8k", "--data", str(data), "--model", "fake", "--model-arg",
             "delay_per_token=0.01", "--schemes", ",".join(SCHEMES), "--seeds", "2",
             "--concurrency", "2", "--out", str(db)]
-    proc = subprocess.Popen(ponder_eval(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = start_eval(*args)
     wait_for_rows(db, proc, 1)
     for sig in signals:
         proc.send_signal(sig)
@@ -107,8 +114,7 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
     args = ["gsm8k", "--data", str(data), "--model", "fake", "--model-arg",
             "delay_per_token=0.05", "--schemes", ",".join(SCHEMES), "--seeds", "2",
             "--out", str(db)]
-    proc = subprocess.Popen(ponder_eval(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = start_eval(*args)
     wait_for_rows(db, proc, 1)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
@@ -118,3 +124,17 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
     assert err.rstrip().endswith("stopping now; the questions in flight are not stored "
                                  "(--resume redoes them)")
     assert count_rows(db) < ROWS_A_QUESTION  # the question in flight was not finished
+
+
+def test_a_background_job_that_ignores_sigint_keeps_ignoring_it(tmp_path: Path) -> None:
+    data = write_questions(tmp_path / "q.jsonl")
+    db = tmp_path / "run.db"
+    args = ["gsm8k", "--data", str(data), "--model", "fake", "--model-arg",
+            "delay_per_token=0.002", "--schemes", "cot", "--out", str(db)]
+    proc = start_eval(*args, sigint=signal.SIG_IGN)
+    wait_for_rows(db, proc, 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "finishing the questions in flight" not in err
+    assert count_rows(db) == 6
