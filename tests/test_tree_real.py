@@ -22,7 +22,8 @@ from ponder.trace_view import parse_trace, render
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp")
 THREADS = int(os.environ.get("PONDER_TEST_THREADS", "1"))
-QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
+QUESTION = ("A baker makes 12 cakes a day for 5 days. She sells 40 of them and gives away half "
+            "of the rest. How many cakes are left?")
 
 # Small budgets. A step cut by max_tokens ends its path, so steps get room for a paragraph.
 SPECS = {
@@ -73,6 +74,7 @@ def test_scheme_on_a_real_model(smol: Any, name: str) -> None:
     result: Result = scheme(get_task("math").problem(QUESTION), model=smol)
     usage, trace = result.usage, result.trace
     budget = scheme.config.token_budget
+    assert budget is not None  # every spec above sets one
     assert 0 < usage.completion_tokens <= budget, (usage, budget)
     assert usage.model_calls >= 2  # a search, not one chain
     assert len(trace.nodes) >= (2 if name == "refine" else 3)  # a plan accepted at once: 2
@@ -81,10 +83,13 @@ def test_scheme_on_a_real_model(smol: Any, name: str) -> None:
     if result.answer is not None:
         assert result.finish_reason == "stop"
     if name in KEEPS_KV:
-        # Expansions continue a kept path and the judge's probes continue the step they score,
-        # so most prompt tokens are reused (measured 70-88% over seeds 7-10). Without reuse only
-        # siblings' shared prefills would count, under half of the prompts.
-        assert usage.cached_tokens > 0.6 * usage.prompt_tokens, usage
+        # Expansions continue a kept step and the judge's probes continue the step they score,
+        # so most prompt tokens are reused. Over seeds 7-9, searches 3-4 steps deep reused
+        # 80-86% with kept KV, and 71-74% with keep_kv off: held prompts still spare the path
+        # up to the parent, but every step is prefilled again (about twice the prefill tokens).
+        # A search that ended at its first steps has less to reuse (71-73%).
+        deep = max(n.meta.get("depth", 0) for n in trace.nodes) >= 3
+        assert usage.cached_tokens > (0.78 if deep else 0.6) * usage.prompt_tokens, usage
     if name in ("beam", "dvts", "mcts", "refine"):  # the policy as judge: P(Yes), in [0, 1]
         scores = [n.score for n in trace.nodes if n.score is not None]
         assert scores and all(0.0 <= s <= 1.0 for s in scores)
