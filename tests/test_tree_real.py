@@ -9,10 +9,10 @@ the JSON round trip `ponder solve --trace` / `ponder trace` make."""
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pytest
+from test_llamacpp import small_model
 
 from ponder.core.types import Result, Trace
 from ponder.schemes import get_scheme
@@ -20,8 +20,6 @@ from ponder.tasks import get_task
 from ponder.trace_view import parse_trace, render
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("llama_cpp")
-THREADS = int(os.environ.get("PONDER_TEST_THREADS", "1"))
 QUESTION = ("A baker makes 12 cakes a day for 5 days. She sells 40 of them and gives away half "
             "of the rest. How many cakes are left?")
 
@@ -40,17 +38,8 @@ KEEPS_KV = {"beam", "dvts", "mcts"}  # they expand a node from its parent's kept
 
 @pytest.fixture(scope="module")
 def smol() -> Any:
-    from ponder.core.errors import ModelNotFound
-    from ponder.models.catalog import embedded_gguf
-    from ponder.models.llamacpp import LlamaCppModel
-    try:
-        path = embedded_gguf("smollm2-135m")
-    except ModelNotFound as e:
-        pytest.skip(str(e))
-    lm = LlamaCppModel(path, name="smollm2-135m", n_ctx=2048, n_seq_max=8, n_threads=THREADS,
-                       cache_prompts=16)
-    yield lm
-    lm.close()
+    with small_model(n_ctx=2048, n_seq_max=8, cache_prompts=16) as lm:
+        yield lm
 
 
 def assert_well_formed(trace: Trace) -> None:
@@ -62,9 +51,7 @@ def assert_well_formed(trace: Trace) -> None:
         if node.parent is not None:
             assert node.id in trace.nodes[node.parent].children
     assert trace.chosen, "no chosen path"
-    assert trace.nodes[trace.chosen[0]].parent is None
-    for parent, child in zip(trace.chosen, trace.chosen[1:], strict=False):
-        assert trace.nodes[child].parent == parent
+    assert trace.path(trace.chosen[-1]) == trace.chosen
 
 
 @pytest.mark.parametrize("name", list(SPECS))
