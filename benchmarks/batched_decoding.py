@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from ponder.core.types import GenerationRequest, SamplingParams, user
-from ponder.models.catalog import embedded_gguf
+from ponder.models.gguf_files import embedded_gguf
 from ponder.models.llamacpp import LlamaCppModel
 
 ROOT = Path(__file__).resolve().parent.parent

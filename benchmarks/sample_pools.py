@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.core.problem import Problem
+from ponder.core.protocols import Candidate
 from ponder.core.types import Node, Trace
 from ponder.eval.report import parse_positions, wilson
 from ponder.eval.runner import task_of
@@ -115,7 +116,7 @@ def main() -> None:
 
     samples = sum(len(rs) for rs in right)
     shares = [max((c.votes for c in tally(cs, problem)), default=0) / len(cs) for _, cs in pools]
-    cut = sum(c.meta.get("finish_reason") == "length" for _, cs in pools for c in cs)
+    cut = sum(c.finish_reason == "length" for _, cs in pools for c in cs)
     tokens = [c.tokens for _, cs in pools for c in cs]
     print(f"\nSingle chains: {pct(sum(map(sum, right)), samples)} right of {samples}; "
           f"{cut / samples:.1%} cut at max_tokens; {statistics.mean(tokens):.0f} tokens on "
@@ -192,7 +193,10 @@ def selections(pools: list[tuple[Row, list[Node]]], samples: dict[str, dict[str,
                   if q.scheme == f"best-of-n@{k}"}
         agree = []
         for r, cs, lps in scored:
-            nodes, scores = cs[:k], confidence([""] * k, [""] * k, token_logprobs=lps[:k])
+            nodes = cs[:k]
+            scores = confidence.score([
+                Candidate("", n.text, (n.text,), problem, n.answer, tuple(lp))
+                for n, lp in zip(nodes, lps[:k], strict=True)])
             weighted = tally(nodes, problem, weights=[s or 0.0 for s in scores])
             best = max(range(k), key=lambda i: (scores[i] or 0.0, -i))
             picks = {"majority": majority(nodes, problem),

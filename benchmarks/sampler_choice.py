@@ -18,7 +18,7 @@ import llama_cpp
 
 from ponder.core.types import SamplingParams
 from ponder.models._sampling import sample, sampler_for
-from ponder.models.catalog import embedded_gguf
+from ponder.models.gguf_files import embedded_gguf
 from ponder.models.llamacpp import LlamaCppModel
 
 ROWS = 16

@@ -8,8 +8,9 @@ llama.cpp backend keeps each step's KV (`keep_kv`) so a path is never prefilled 
 For each of the first --questions GSM8K *train* questions, on the same model:
   1. best-of-n@N (confidence scorer: no extra model calls), whole chains of --max-tokens;
   2. beam@W:expansions=E with the token budget best-of-n just spent, and a step scorer that
-     needs no model (`rule`: GSM8K has no gold-free check, so every step scores 0 and the beam
-     keeps the first children), so that both sides measure the policy's generation alone;
+     needs no model (`uniform`: every step scores 0.5 and the beam keeps the first children;
+     until the scorer contract, `rule` did this silently), so that both sides measure the
+     policy's generation alone;
   3. the same beam with the policy as judge (`judge`), to show what scoring costs on top.
 
 Reported per scheme: generated tokens, wall seconds, seconds per generated token, and the ratio
@@ -82,7 +83,7 @@ def main() -> None:
         result = bon(problem, model=model)
         tallies[names[0]].add(result.usage, time.perf_counter() - start)
         budget = max(result.usage.completion_tokens, 1)
-        for name, scorer in zip(names[1:], ("rule", "judge"), strict=True):
+        for name, scorer in zip(names[1:], ("uniform", "judge"), strict=True):
             beam = get_scheme(f"beam@{args.width}:expansions={args.expansions}", seed=i,
                               token_budget=budget, scorer=scorer)
             start = time.perf_counter()

@@ -15,9 +15,7 @@ from ponder.core.files import write_text_atomic
 from ponder.eval.commands import eval_command, report_command
 from ponder.serve.commands import serve_command
 from ponder.trace_view import trace_command
-from ponder.train.distill import distill_command
-from ponder.train.grpo import grpo_command
-from ponder.train.prm import prm_command
+from ponder.train.commands import distill_command, grpo_command, prm_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn a language model into a reasoning model.")
@@ -56,7 +54,7 @@ def solve(
         "n_ctx=8192.")] = None,
 ) -> None:
     """Answer one question, thinking as hard as --effort or --scheme says."""
-    from ponder.eval.runner import parse_model_args
+    from ponder.cli_args import parse_model_args
     from ponder.models.catalog import load_model
     from ponder.schemes import get_scheme
     from ponder.schemes.effort import effort as effort_level

@@ -270,9 +270,10 @@ def _stats(node: Node) -> Iterable[str]:
     for key in ("kind", "rule"):  # refine's plan/critique/...; ToT's rule verdict (dead end)
         if node.meta.get(key):
             yield _clip(strip_control_codes(str(node.meta[key])), 20)
-    finish = node.meta.get("finish_reason")
-    if finish not in (None, "stop"):
-        yield f"finish {finish}"
+    if node.role != "policy":
+        yield node.role
+    if node.finish_reason not in (None, "stop"):
+        yield f"finish {node.finish_reason}"
 
 
 def _preview(text: str, width: int = PREVIEW) -> str:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from ponder.core.errors import ModelLoadError, ModelNotFound
-from ponder.models import catalog
-from ponder.models.catalog import EmbeddedModel, check_gguf, embedded_gguf, load_model
+from ponder.models import gguf_files
+from ponder.models.catalog import load_model
+from ponder.models.gguf_files import EmbeddedModel, check_gguf, embedded_gguf
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def register(monkeypatch: pytest.MonkeyPatch, chunks: list[bytes], sha: str | No
         title="Fake", filename="fake.gguf",
         parts=tuple((f"fakeparts_part{k}", f"data/part{k:02d}.bin") for k in (1, 2)),
         size=len(whole), sha256=sha or hashlib.sha256(whole).hexdigest(), extra="fake")
-    monkeypatch.setitem(catalog.EMBEDDED, "fake-model", model)
+    monkeypatch.setitem(gguf_files.EMBEDDED, "fake-model", model)
 
 
 def test_parts_are_assembled_once_into_the_cache(parts: list[bytes],
@@ -41,7 +42,7 @@ def test_parts_are_assembled_once_into_the_cache(parts: list[bytes],
     register(monkeypatch, parts)
     path = embedded_gguf("fake-model")
     assert path.read_bytes() == b"".join(parts)
-    assert path.parent == catalog.cache_dir()
+    assert path.parent == gguf_files.cache_dir()
     mtime = path.stat().st_mtime_ns
     assert embedded_gguf("fake-model").stat().st_mtime_ns == mtime  # reused, not rebuilt
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
@@ -52,16 +53,16 @@ def test_checksum_mismatch_leaves_nothing_behind(parts: list[bytes],
     register(monkeypatch, parts, sha="0" * 64)
     with pytest.raises(ModelLoadError, match=r"corrupt.*pip install --force-reinstall"):
         embedded_gguf("fake-model")
-    leftovers = [p.name for p in catalog.cache_dir().iterdir() if not p.name.endswith(".lock")]
+    leftovers = [p.name for p in gguf_files.cache_dir().iterdir() if not p.name.endswith(".lock")]
     assert leftovers == []
 
 
 def test_missing_package_names_the_pip_install(parts: list[bytes],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     register(monkeypatch, parts)
-    model = catalog.EMBEDDED["fake-model"]
+    model = gguf_files.EMBEDDED["fake-model"]
     broken = EmbeddedModel(**{**model.__dict__, "parts": (("nosuch_part_pkg", "x.bin"),)})
-    monkeypatch.setitem(catalog.EMBEDDED, "fake-model", broken)
+    monkeypatch.setitem(gguf_files.EMBEDDED, "fake-model", broken)
     with pytest.raises(ModelNotFound, match=r"nosuch-part-pkg.*pip install 'ponder\[fake\]'"):
         embedded_gguf("fake-model")
 

@@ -27,7 +27,8 @@ from typer.testing import CliRunner  # noqa: E402
 from ponder.core.errors import ConfigError, DataError, UnknownName  # noqa: E402
 from ponder.models.fake import ScriptedModel  # noqa: E402
 from ponder.tasks import Record, get_task  # noqa: E402
-from ponder.train.distill import Journal, collect, distill_command  # noqa: E402
+from ponder.train.commands import distill_command  # noqa: E402
+from ponder.train.distill import Journal, collect  # noqa: E402
 from ponder.train.sft import read_dataset, sft, write_dataset  # noqa: E402
 
 GSM8K = get_task("gsm8k")
@@ -95,9 +96,9 @@ def test_filter_reads_tree_paths_and_rejects_bad_settings() -> None:
     from ponder.train.distill import chains
 
     trace = Trace()
-    root = trace.add("48 / 2 = 24.\n\n", meta={"depth": 1})
-    trace.add("48 + 24 = 72. \\boxed{72}", parent=root.id, answer="72",
-              meta={"depth": 2, "finish_reason": "stop"})
+    root = trace.add("48 / 2 = 24.\n\n", depth=1)
+    trace.add("48 + 24 = 72. \\boxed{72}", parent=root.id, answer="72", depth=2,
+              finish_reason="stop")
     [chain] = chains(trace)
     assert chain.text == "48 / 2 = 24.\n\n48 + 24 = 72. \\boxed{72}"
     with pytest.raises(ConfigError, match="keep"):
@@ -166,7 +167,7 @@ def word_tokenizer() -> Any:
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tokenizer, saved once for the module (reading it from the GGUF takes seconds)."""
     from ponder.core.errors import ModelNotFound
-    from ponder.models.catalog import embedded_gguf
+    from ponder.models.gguf_files import embedded_gguf
 
     try:
         gguf = embedded_gguf("smollm2-135m")

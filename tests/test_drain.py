@@ -16,10 +16,10 @@ from test_eval import config, count_rows, ponder_eval, stored, write_questions
 
 from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.types import Completion, GenerationRequest
+from ponder.core.wrap import Wrapper
 from ponder.eval.drain import Drain
 from ponder.eval.runner import run_eval
 from ponder.models.catalog import load_model
-from ponder.models.wrap import Wrapper
 
 SCHEMES = ("cot", "self-consistency@3", "best-of-n@2")
 ROWS_A_QUESTION = 1 + 2 * 2  # cot once; the sampled schemes with 2 seeds each

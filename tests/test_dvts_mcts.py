@@ -12,7 +12,7 @@ from test_tree import BEST_PATH, PROBLEM, Ledger, chosen_texts, path_of, script,
 from ponder.core.errors import ConfigError
 from ponder.core.types import Node, Result
 from ponder.models.fake import ScriptedModel
-from ponder.schemes import dvts, mcts
+from ponder.schemes import dvts, get_scheme, mcts
 
 PROBLEM_PROMPT = "<|user|>\nq\n<|assistant|>\n"  # PROBLEM as the fake renders it
 
@@ -30,8 +30,8 @@ def scorer_of(table: dict[str, float]) -> Callable[..., list[float | None]]:
 @pytest.mark.parametrize("selection", ["best", "vote"])
 def test_dvts_finds_the_best_path(selection: str) -> None:
     model = ScriptedModel(script)
-    result = dvts.run(PROBLEM, model=model, scorer=step_scorer,
-                      config=dvts.Config(n=8, expansions=4, selection=selection))
+    result = get_scheme("dvts", n=8, expansions=4, selection=selection)(
+        PROBLEM, model=model, scorer=step_scorer)
     assert result.answer == "7"
     assert chosen_texts(result) == BEST_PATH
     # the root: one request for all 8 first steps; then one request per subtree per depth
@@ -57,8 +57,8 @@ def test_dvts_subtrees_are_independent_and_batched() -> None:
     model = ScriptedModel(wide_script)
     scorer = scorer_of({"d0c1": 0.8, "d0c2": 0.7, "it is \\boxed{5}": 0.95, "d1c3": 0.6,
                         "so \\boxed{0}": 0.5})
-    result = dvts.run(PROBLEM, model=model, scorer=scorer,
-                      config=dvts.Config(n=8, expansions=4, temperature=0.0))
+    result = get_scheme("dvts", n=8, expansions=4, temperature=0.0)(
+        PROBLEM, model=model, scorer=scorer)
     nodes = result.trace.nodes
     first = [n for n in nodes if n.parent is None]
     assert [n.meta["subtree"] for n in first] == [0] * 4 + [1] * 4
@@ -74,8 +74,8 @@ def test_dvts_subtrees_are_independent_and_batched() -> None:
 @pytest.mark.parametrize("budget", [8, 20, 40])
 def test_dvts_never_starts_a_step_its_budget_cannot_finish(budget: int) -> None:
     model = Ledger()
-    result = dvts.run(PROBLEM, model=model, scorer=step_scorer,
-                      config=dvts.Config(n=8, expansions=4, max_tokens=8, token_budget=budget))
+    result = get_scheme("dvts", n=8, expansions=4, max_tokens=8, token_budget=budget)(
+        PROBLEM, model=model, scorer=step_scorer)
     assert model.asks and all(asked <= budget - before for asked, before in model.asks)
     assert result.usage.completion_tokens == model.used <= budget
 
@@ -86,9 +86,8 @@ def test_dvts_never_starts_a_step_its_budget_cannot_finish(budget: int) -> None:
                                               ("uct", 1.0, 100)])
 @pytest.mark.parametrize("final", ["visits", "value"])
 def test_mcts_finds_the_best_path(rule: str, c: float, n: int, final: str) -> None:
-    result = mcts.run(PROBLEM, model=ScriptedModel(script), scorer=step_scorer,
-                      config=mcts.Config(n=n, expansions=4, selection_rule=rule, c_puct=c,
-                                         final=final))
+    result = get_scheme("mcts", n=n, expansions=4, selection_rule=rule, c_puct=c, final=final)(
+        PROBLEM, model=ScriptedModel(script), scorer=step_scorer)
     assert result.answer == "7"
     assert chosen_texts(result) == BEST_PATH
 
@@ -114,8 +113,8 @@ def test_mcts_uct_statistics_by_hand() -> None:
     # 4. the root (N=3): A 0.2 + sqrt(ln 3 / 1) = 1.248, B 0.55 + sqrt(ln 3 / 2) = 1.291 -> B;
     #    then d1c1, unvisited: it gets 0.3. B: N = 3, Q = (0.6+0.5+0.3)/3 = 0.4667.
     model = ScriptedModel(script)
-    result = mcts.run(PROBLEM, model=model, scorer=HAND,
-                      config=mcts.Config(n=4, expansions=2, selection_rule="uct"))
+    result = get_scheme("mcts", n=4, expansions=2, selection_rule="uct")(
+        PROBLEM, model=model, scorer=HAND)
     stats = visits_and_q(result)
     assert stats.keys() == {"d0c0", "d0c1", "d0c1/d1c0", "d0c1/d1c1"}
     assert stats["d0c0"] == (1, pytest.approx(0.2))
@@ -138,8 +137,8 @@ def test_mcts_puct_statistics_by_hand() -> None:
     #    under B (N=2): d1c0 0.5 + 0.625·1.414/2 = 0.942, d1c1 0.375·1.414 = 0.530 -> d1c0,
     #    a visited leaf: expand it; d2c1 (prior 2/3) gets 0.8.
     #    d1c0: Q = (0.5+0.8)/2 = 0.65; B: Q = (0.6+0.5+0.8)/3 = 0.6333.
-    result = mcts.run(PROBLEM, model=ScriptedModel(script), scorer=HAND,
-                      config=mcts.Config(n=3, expansions=2, selection_rule="puct"))
+    result = get_scheme("mcts", n=3, expansions=2, selection_rule="puct")(
+        PROBLEM, model=ScriptedModel(script), scorer=HAND)
     assert visits_and_q(result) == {
         "d0c1": (3, pytest.approx(1.9 / 3)),
         "d0c1/d1c0": (2, pytest.approx(0.65)),
@@ -149,16 +148,16 @@ def test_mcts_puct_statistics_by_hand() -> None:
 
 def test_mcts_stops_when_every_leaf_is_terminal() -> None:
     model = ScriptedModel(lambda prompt, i: f"\\boxed{{{i}}}")
-    result = mcts.run(PROBLEM, model=model, scorer=scorer_of({"\\boxed{1}": 0.9}),
-                      config=mcts.Config(n=16, expansions=3))
+    result = get_scheme("mcts", n=16, expansions=3)(
+        PROBLEM, model=model, scorer=scorer_of({"\\boxed{1}": 0.9}))
     assert result.answer == "1"
     assert result.trace.meta["iterations"] == 1 and len(model.calls) == 1
 
 
 def test_mcts_rollouts_complete_the_chain_greedily() -> None:
     model = ScriptedModel(script)
-    result = mcts.run(PROBLEM, model=model, scorer=step_scorer,
-                      config=mcts.Config(n=2, expansions=2, value="rollout", max_depth=4))
+    result = get_scheme("mcts", n=2, expansions=2, value="rollout", max_depth=4)(
+        PROBLEM, model=model, scorer=step_scorer)
     # expand the root, roll d0c0 out; then visit d0c1 and roll it out: 3 calls
     expand, *rollouts = model.calls
     assert expand[0].params.n == 2 and expand[0].params.stop == ("\n\n",)
@@ -174,9 +173,8 @@ def test_mcts_rollouts_complete_the_chain_greedily() -> None:
 @pytest.mark.parametrize("budget", [8, 20, 40])
 def test_mcts_never_starts_a_step_its_budget_cannot_finish(budget: int, value: str) -> None:
     model = Ledger()
-    result = mcts.run(PROBLEM, model=model, scorer=step_scorer,
-                      config=mcts.Config(n=32, expansions=3, max_tokens=8, max_depth=4,
-                                         token_budget=budget, value=value))
+    result = get_scheme("mcts", n=32, expansions=3, max_tokens=8, max_depth=4,
+                        token_budget=budget, value=value)(PROBLEM, model=model, scorer=step_scorer)
     assert model.asks and all(asked <= budget - before for asked, before in model.asks)
     assert result.usage.completion_tokens == model.used <= budget
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ponder.cli_args import parse_fields, parse_model_args
 from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.types import Trace
 from ponder.eval.__main__ import app
@@ -33,14 +34,7 @@ from ponder.eval.report import (
     to_json,
     wilson,
 )
-from ponder.eval.runner import (
-    EvalConfig,
-    LogLines,
-    parse_fields,
-    parse_model_args,
-    run_eval,
-    task_of,
-)
+from ponder.eval.runner import EvalConfig, LogLines, run_eval, task_of
 from ponder.eval.store import Row, Store, StoreExists, StoreMismatch, cpu_model
 from ponder.models.fake import ScriptedModel
 

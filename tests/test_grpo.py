@@ -30,7 +30,8 @@ from typer.testing import CliRunner  # noqa: E402
 from ponder.core.errors import ConfigError, ModelNotFound, UnknownName  # noqa: E402
 from ponder.tasks import get_task  # noqa: E402
 from ponder.tasks.arith import arith_task  # noqa: E402
-from ponder.train.grpo import build_dataset, build_rewards, grpo_command, recipe_task  # noqa: E402
+from ponder.train.commands import grpo_command  # noqa: E402
+from ponder.train.grpo import build_dataset, build_rewards, recipe_task  # noqa: E402
 from ponder.train.recipe import GRPORecipe, load_recipe, recipe_from_dict  # noqa: E402
 from ponder.verifiers.rewards import completion_text  # noqa: E402
 
@@ -242,7 +243,7 @@ def char_count(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
 
 @pytest.fixture(scope="module")
 def smollm2() -> tuple[Any, Any]:
-    from ponder.train.models import load_trainable
+    from ponder.models.torch_gguf import load_trainable
 
     try:
         return load_trainable("smollm2-135m")

@@ -129,7 +129,7 @@ THREADS = int(os.environ.get("PONDER_TEST_THREADS", "1"))
 
 def _gguf(name):
     from ponder.core.errors import ModelNotFound
-    from ponder.models.catalog import embedded_gguf
+    from ponder.models.gguf_files import embedded_gguf
     try:
         return embedded_gguf(name)
     except ModelNotFound as e:

@@ -38,7 +38,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)}: pip install 'llama-cpp-python[server]'")
-    from ponder.models.catalog import embedded_gguf
+    from ponder.models.gguf_files import embedded_gguf
 
     try:
         gguf = embedded_gguf("smollm2-135m")

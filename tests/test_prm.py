@@ -23,6 +23,7 @@ from tiny_hf import tiny_llama_config, word_tokenizer  # noqa: E402
 
 from ponder.core.errors import ConfigError, ModelNotFound, UnknownName  # noqa: E402
 from ponder.core.problem import Problem  # noqa: E402
+from ponder.core.protocols import Candidate  # noqa: E402
 from ponder.scorers import get_scorer  # noqa: E402
 from ponder.scorers.prm import PRMScorer  # noqa: E402
 
@@ -94,6 +95,12 @@ def manual(models: dict[str, Path], kind: str, steps: list[str]) -> list[float]:
 
 
 KINDS = ["token", "token-extra0", "tags", "orm1", "orm2"]
+PROBLEM = Problem(question=QUESTION, messages=(), extract=lambda text: None)
+
+
+def candidates(completions: list[str], paths: list[list[str]]) -> list[Candidate]:
+    return [Candidate(QUESTION, c, tuple(p), PROBLEM) for c, p in zip(completions, paths,
+                                                                    strict=True)]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -113,8 +120,8 @@ def test_one_score_per_completion_and_batching_changes_nothing(models: dict[str,
     scorer = get_scorer("prm:" + str(models[kind]), None)  # type: ignore[arg-type]
     paths = [GOOD, BAD, GOOD[:1]]
     completions = ["\n\n".join(p) for p in paths]
-    together = scorer([QUESTION] * 3, completions, steps=paths)
-    alone = [scorer([QUESTION], [c], steps=[p])[0] for c, p in zip(completions, paths,
+    together = scorer.score(candidates(completions, paths))
+    alone = [scorer.score(candidates([c], [p]))[0] for c, p in zip(completions, paths,
                                                                    strict=True)]
     assert len(together) == 3
     assert all(s is not None and 0.0 <= s <= 1.0 for s in together)
@@ -126,7 +133,7 @@ def test_a_three_step_path_has_three_step_scores(models: dict[str, Path]) -> Non
         scorer = PRMScorer(models[kind])
         [scores] = scorer.step_scores([QUESTION], ["\n\n".join(GOOD)], steps=[GOOD])
         assert len(scores) == 3
-        assert scorer([QUESTION], ["\n\n".join(GOOD)], steps=[GOOD]) == [scores[-1]]
+        assert scorer.score(candidates(["\n\n".join(GOOD)], [GOOD])) == [scores[-1]]
 
 
 def test_steps_default_to_the_problem_delimiter(models: dict[str, Path]) -> None:
@@ -136,7 +143,7 @@ def test_steps_default_to_the_problem_delimiter(models: dict[str, Path]) -> None
     [from_text] = scorer.step_scores(["ignored"], [completion], problems=[problem])
     [given] = scorer.step_scores([QUESTION], [completion], steps=[GOOD])
     assert from_text == pytest.approx(given, abs=1e-6)
-    assert scorer([QUESTION], [" \n\n "], steps=None) == [None]  # no step: no score
+    assert scorer.score(candidates([" \n\n "], [[]])) == [None]  # no step: no score
 
 
 def test_formats_are_read_off_the_config(models: dict[str, Path]) -> None:

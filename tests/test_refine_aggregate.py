@@ -15,7 +15,7 @@ from ponder.core.problem import Problem
 from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.types import Completion, GenerationRequest, user
 from ponder.models.fake import ScriptedModel
-from ponder.schemes import Entry, Scheme, aggregate, refine
+from ponder.schemes import Entry, Scheme, aggregate, get_scheme, refine
 
 
 def boxed(text: str) -> str | None:
@@ -60,7 +60,7 @@ class Judge:
 def run_refine(judge: Judge | None, model: ScriptedModel | None = None,
                **settings: Any) -> tuple[Any, ScriptedModel]:
     model = model or ScriptedModel(plan_script)
-    return refine.run(PROBLEM, model=model, scorer=judge, config=refine.Config(**settings)), model
+    return get_scheme("refine", **settings)(PROBLEM, model=model, scorer=judge), model
 
 
 def kinds(result: Any) -> list[str]:
@@ -213,8 +213,7 @@ SCORES = {"cand0": 0.2, "cand1": 0.9, "cand2": 0.5, "cand3": 0.7, "merged": 0.95
 def run_aggregate(merged: str, scores: dict[str, float | None] = SCORES,
                   **settings: Any) -> tuple[Any, ScriptedModel]:
     model = merge_script(merged)
-    result = aggregate.run(PROBLEM, model=model, scorer=scorer_of(scores),
-                           config=aggregate.Config(**settings))
+    result = get_scheme("aggregate", **settings)(PROBLEM, model=model, scorer=scorer_of(scores))
     return result, model
 
 
@@ -251,8 +250,8 @@ def test_aggregate_falls_back_to_the_best_candidate(merged: str,
 def test_aggregate_ranks_answered_candidates_first() -> None:
     model = ScriptedModel(lambda prompt, i: "merged: \\boxed{7}" if "candidate solutions"
                           in prompt else ["cand0 no answer", *CANDIDATES[1:]][i % 4])
-    result = aggregate.run(PROBLEM, model=model, scorer=scorer_of({**SCORES, "cand0": 0.99}),
-                           config=aggregate.Config(k=2))
+    result = get_scheme("aggregate", k=2)(
+        PROBLEM, model=model, scorer=scorer_of({**SCORES, "cand0": 0.99}))
     assert result.trace.nodes[-1].meta["sources"] == [1, 3]
 
 
@@ -261,7 +260,7 @@ def test_aggregate_default_scorer_asks_for_logprobs() -> None:
     model = ScriptedModel(lambda prompt, i: "merged: so the answer is \\boxed{42}"
                           if "candidate solutions" in prompt else CANDIDATES[i % 4],
                           logprob=lambda t: -1.0)
-    result = aggregate.run(PROBLEM, model=model, config=aggregate.Config())
+    result = get_scheme("aggregate")(PROBLEM, model=model)
     assert [call[0].params.logprobs for call in model.calls] == [0, 0]
     assert result.answer == "42"
 

@@ -19,7 +19,7 @@ from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import Result
 from ponder.models.fake import ScriptedModel
-from ponder.schemes import tot
+from ponder.schemes import get_scheme, tot
 from ponder.tasks import Record, get_task
 from ponder.tasks.game24 import (
     ALIVE,
@@ -77,7 +77,7 @@ def problem() -> Problem:
 
 
 def solve(model: ScriptedModel, **settings: object) -> Result:
-    return tot.run(problem(), model=model, config=tot.Config(**settings))  # type: ignore[arg-type]
+    return get_scheme("tot", **settings)(problem(), model=model)  # type: ignore[arg-type]
 
 
 def chosen(result: Result) -> list[str]:
@@ -98,7 +98,7 @@ def test_tot_finds_a_correct_expression(search: str, rule_check: bool) -> None:
     assert chosen(result) == BEST_PATH and result.finish_reason == "stop"
     nodes = [result.trace.nodes[i] for i in result.trace.chosen]
     assert [n.meta.get("left") for n in nodes] == ["4 6 12", "2 12", "24", None]
-    assert [n.meta["depth"] for n in nodes] == [1, 2, 3, 4]
+    assert [n.depth for n in nodes] == [1, 2, 3, 4]
     assert result.trace.meta["found"] is (search == "dfs" or rule_check)
 
 
@@ -123,7 +123,7 @@ def test_values_follow_tot_and_are_asked_once_per_prompt() -> None:
     model = ScriptedModel(script)
     result = solve(model, rule_check=False, n_evaluate=3)
     by_left = {n.meta.get("left"): n for n in result.trace.nodes}
-    first = [n.text for n in result.trace.nodes if n.meta["depth"] == 1]
+    first = [n.text for n in result.trace.nodes if n.depth == 1]
     assert first == [f"{s}\n" for s in ("4 + 8 = 12 (left: 4 6 12)", "4 - 4 = 0 (left: 0 6 8)",
                                         "6 - 4 - 1 = 1 (left: 1 1)", "4 * 4 = 16 (left: 6 8 16)")]
     assert by_left["4 6 12"].value == 60.0  # 3 x sure (the first verdict line of each reply)
@@ -171,8 +171,8 @@ def test_generic_problems_sample_steps_and_value_them() -> None:
     q = Problem(question="q?", messages=({"role": "user", "content": "q?"},),
                 extract=extract_answer)
     for search in ("bfs", "dfs"):
-        result = tot.run(q, model=ScriptedModel(generic),
-                         config=tot.Config(search=search, generator="sample", n_generate=3))
+        result = get_scheme("tot", search=search, generator="sample", n_generate=3)(
+            q, model=ScriptedModel(generic))
         assert result.answer == "7"
         assert chosen(result) == ["a good step\n\n", "a good step\n\n", "so \\boxed{7}"]
         assert result.trace.meta["prompts"] == "generic"

@@ -45,7 +45,7 @@ def chain_forest() -> Trace:
     t = Trace(scheme="self-consistency", meta={"votes": {"42": 2, "41": 1}})
     for answer in ("41", "42", "42"):
         t.add(f"Six sevens.\nThe answer is {answer}.", tokens=9, answer=answer,
-              meta={"finish_reason": "stop"})
+              finish_reason="stop")
     t.chosen = [1]
     return t
 
@@ -58,7 +58,7 @@ def small_tree() -> Trace:
     t.add("Or add 7 six times.", tokens=8, score=0.25, meta={"rule": "dead end"})
     c = t.add("6*7 = 42.", parent=a.id, tokens=5, score=0.9, answer="42", visits=3)
     t.add("6*7 = [bold]48[/bold]?", parent=a.id, tokens=6, score=0.125,
-          meta={"finish_reason": "length"})
+          finish_reason="length")
     e = t.add("So the answer is \\boxed{42}.", parent=c.id, tokens=9, score=0.95, answer="42")
     t.add("Both agree: 42", tokens=4, answer="42",
           meta={"sources": [c.id, e.id], "kind": "aggregate"})

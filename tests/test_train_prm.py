@@ -241,7 +241,7 @@ def test_the_command_labels_then_trains(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from ponder.train.prm import prm_command
+    from ponder.train.commands import prm_command
 
     app = typer.Typer()
     app.command()(prm_command)

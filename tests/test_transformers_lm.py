@@ -225,7 +225,7 @@ def test_load_model_reads_a_folder_and_hf_specs(folder: Path, lm: TransformersMo
 def test_smollm2_answers_and_runs_a_scheme() -> None:
     from ponder.core.errors import ModelNotFound
     from ponder.core.problem import Problem
-    from ponder.models.catalog import embedded_gguf
+    from ponder.models.gguf_files import embedded_gguf
     from ponder.schemes import get_scheme
     from ponder.verifiers.answers import extract_answer
 
@@ -250,8 +250,8 @@ def test_the_embedded_qwen_loads_as_a_trainable_model() -> None:
     """Issue 6's CPU models: the 0.5B Q4_K_M GGUF dequantised into a plain torch model whose
     weights all train (requires_grad) and that writes text."""
     from ponder.core.errors import ModelNotFound
-    from ponder.models.catalog import embedded_gguf
-    from ponder.train.models import load_trainable
+    from ponder.models.gguf_files import embedded_gguf
+    from ponder.models.torch_gguf import load_trainable
     try:
         embedded_gguf("qwen-0.5b")
     except ModelNotFound as e:

@@ -15,6 +15,7 @@ import pytest
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
+from ponder.core.protocols import Candidate
 from ponder.core.types import Completion
 from ponder.models.fake import ScriptedModel
 from ponder.schemes import get_scheme
@@ -73,7 +74,7 @@ def test_beam_values_aggregate_step_scores() -> None:
         PROBLEM, model=ScriptedModel(script), scorer=step_scorer)
     leaf = result.trace.nodes[result.trace.chosen[-1]]
     assert leaf.value == pytest.approx(0.9 * 0.9 * 0.9 * 1.0)
-    assert [result.trace.nodes[i].meta["depth"] for i in result.trace.chosen] == [1, 2, 3, 4]
+    assert [result.trace.nodes[i].depth for i in result.trace.chosen] == [1, 2, 3, 4]
 
 
 class Ledger(ScriptedModel):
@@ -139,7 +140,7 @@ class YesNo(ScriptedModel):
 def test_judge_continues_the_policy_conversation_and_reads_p_yes() -> None:
     from ponder.scorers.judge import StepJudge, yes_probability
     model = YesNo(script)
-    scores = StepJudge(model)(["p"], ["d0c3\n\n"], steps=[["d0c3\n\n"]], problems=[PROBLEM])
+    scores = StepJudge(model).score([Candidate("p", "d0c3\n\n", ("d0c3\n\n",), PROBLEM)])
     assert scores == [pytest.approx(0.75)]  # 0.6 / (0.6 + 0.2)
     [request] = model.calls[0]
     assert request.messages is not None
@@ -151,14 +152,6 @@ def test_judge_continues_the_policy_conversation_and_reads_p_yes() -> None:
     judged = model.render_chat(request.messages)
     assert judged.startswith(model.render_chat(PROBLEM.messages) + "d0c3\n\n")
     assert yes_probability({"Maybe": -0.1}) is None
-
-
-def test_judge_without_problems_quotes_the_steps() -> None:
-    from ponder.scorers.judge import StepJudge
-    model = YesNo(script)
-    StepJudge(model)(["What is 6*7?"], ["a\n\nb"], steps=[["a", "b"]])
-    content = model.calls[0][0].messages[0]["content"]
-    assert "What is 6*7?" in content and "Step 2: b" in content
 
 
 def numbered_steps(prompt: str, i: int) -> str:

@@ -1,14 +1,17 @@
 """The two seams schemes are written against: a batched language model and a batched scorer.
 
 Schemes never touch backend internals; backends may batch, share prefixes and cache KV state
-behind `generate` as they see fit.
+behind `generate` as they see fit. A scorer receives one typed `Candidate` per thing to score,
+whole chains and tree paths alike, and says whether it needs token logprobs to do so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
+from ponder.core.problem import Problem
 from ponder.core.types import Completion, GenerationRequest, Message
 
 # on_text(request_index, sample_index, delta): called as text is generated, for streaming.
@@ -45,15 +48,40 @@ class LanguageModel(Protocol):
         ...
 
 
-class Scorer(Protocol):
-    """A value / reward function, the same shape as TRL's reward functions.
+@dataclass(frozen=True)
+class Candidate:
+    """One thing to score: a whole chain, or a tree path up to its newest step.
 
-    `prompts[i]` and `completions[i]` form one pair; the result is one score per pair, higher is
-    better, `None` where the scorer does not apply. Extra keyword arguments (for instance
-    `answers`, `gold`) are passed through and may be ignored.
+    `text` is the chain (or the path's text so far) and `steps` the same text cut into steps at
+    the problem's delimiter (a whole chain is cut too, so a process scorer reads it step by
+    step); a scorer scores the *last* step, or the whole text if it scores outcomes.
+    `token_logprobs` are the sampled tokens' log-probabilities of the newest part (the whole
+    chain, or the path's last step), present when the scorer `needs_logprobs`.
     """
 
-    def __call__(
-        self, prompts: Sequence[str], completions: Sequence[str], **kwargs: Any
-    ) -> list[float | None]:
+    prompt: str  # the policy's prompt as the model saw it (chat template applied)
+    text: str
+    steps: tuple[str, ...]
+    problem: Problem
+    answer: str | None = None  # the answer the text states, if any
+    token_logprobs: tuple[float, ...] | None = None
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A value / reward function over candidates: one score each, higher is better.
+
+    `None` for a candidate means "no opinion on this one" (a judge whose yes/no did not show, a
+    rule with nothing to check at this step); a scorer that cannot score what it was given at
+    all (no logprobs for a logprob scorer, a task without the checks a rule scorer needs)
+    raises `ConfigError` rather than returning Nones. `needs_logprobs` makes every scheme ask
+    the backend for the sampled tokens' logprobs and pass them in `Candidate.token_logprobs`.
+    TRL-shaped reward functions, `fn(prompts, completions, **kw)`, become scorers through
+    `ponder.scorers.RewardFunction`.
+    """
+
+    name: str
+    needs_logprobs: bool
+
+    def score(self, candidates: Sequence[Candidate]) -> list[float | None]:
         ...

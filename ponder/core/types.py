@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from ponder.core.errors import ConfigError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 FinishReason = Literal["stop", "length", "cancelled"]
+# A span of text that ponder wrote into a chain rather than the model sampled (a tool's output,
+# a forced end of thinking): (start, end) character offsets, end exclusive.
+Span = tuple[int, int]
+
+# The roles a model can play in a scheme. The policy writes the reasoning; the others are asked
+# only by schemes that use them, and fall back to the policy where no model is given for them.
+ROLES = ("policy", "planner", "executor", "verifier", "judge", "fallback")
+POLICY = "policy"
 
 MAX_N = 1024  # more samples than this for one request is a typo, not a plan
 
@@ -120,6 +128,60 @@ class Completion:
     # Model time spent on it, where the backend can tell: its share of every batched decode step
     # it was in (step time / sequences in the step) plus the prefill it paid for, if any.
     seconds: float | None = None
+    # Spans of `text` that ponder inserted rather than the model sampled (see `splice`); the
+    # token counts above count sampled tokens only. Backends always return () here.
+    forced: tuple[Span, ...] = ()
+
+    def sampled_text(self) -> str:
+        """The text with its forced spans left out: what the model itself wrote."""
+        return "".join(self.text[a:b] for a, b in unforced(self.forced, len(self.text)))
+
+
+def splice(head: Completion, forced: str, tail: Completion) -> Completion:
+    """One chain from a sampled head, text ponder inserted, and the continuation sampled from
+    head + inserted text (nanochat's `generate_batch` masks, as character spans): the inserted
+    text is marked forced, the token counts and seconds add up, the tail decides how it ended.
+    Token ids and logprobs are the sampled ones, head's then tail's."""
+    shift = len(head.text) + len(forced)
+    inserted: tuple[Span, ...] = ((len(head.text), shift),) if forced else ()
+    spans = (*head.forced, *inserted, *((a + shift, b + shift) for a, b in tail.forced))
+    logprobs = (None if head.token_logprobs is None or tail.token_logprobs is None
+                else head.token_logprobs + tail.token_logprobs)
+    seconds = (None if head.seconds is None and tail.seconds is None
+               else (head.seconds or 0.0) + (tail.seconds or 0.0))
+    return Completion(
+        text=head.text + forced + tail.text, token_ids=head.token_ids + tail.token_ids,
+        finish_reason=tail.finish_reason, prompt_tokens=head.prompt_tokens,
+        completion_tokens=head.completion_tokens + tail.completion_tokens,
+        cached_tokens=head.cached_tokens, token_logprobs=logprobs,
+        top_logprobs=None, stop_string=tail.stop_string, seconds=seconds, forced=spans)
+
+
+def unforced(forced: Sequence[Span], length: int) -> list[Span]:
+    """The complement of sorted, disjoint forced spans in a text of `length` characters."""
+    out, at = [], 0
+    for a, b in sorted(forced):
+        if a > at:
+            out.append((at, a))
+        at = max(at, b)
+    return [*out, (at, length)] if at < length else out
+
+
+@dataclass
+class RoleUsage:
+    """What one model cost in one role: tokens, calls and model time (no wall time: roles share
+    the run's seconds)."""
+
+    role: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    model_calls: int = 0
+    model_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -131,6 +193,9 @@ class Usage:
     `seconds` is wall time; `model_seconds` the model time of the completions (their
     `Completion.seconds`; 0 where the backend does not report it): a run that shares batched
     steps with other runs uses less model time than wall time.
+
+    `by_role` splits the totals by (role, model), in the order roles were first asked: one entry
+    for a run that asked only its policy, one per role for a scheme with a planner or a judge.
     """
 
     prompt_tokens: int = 0
@@ -140,21 +205,41 @@ class Usage:
     model_calls: int = 0
     seconds: float = 0.0
     model_seconds: float = 0.0
+    by_role: list[RoleUsage] = field(default_factory=list)
 
-    def add_completions(self, completions: Iterable[Completion], *, reasoning: bool = True) -> None:
-        """Account for one batched model call that returned `completions`."""
+    def add_completions(self, completions: Iterable[Completion], *, reasoning: bool = True,
+                        role: str = POLICY, model: str = "") -> None:
+        """Account for one batched model call that returned `completions`, made by `model`
+        in `role`."""
+        part = self.part(role, model)
         self.model_calls += 1
+        part.model_calls += 1
         for c in completions:
-            self.prompt_tokens += c.prompt_tokens
-            self.completion_tokens += c.completion_tokens
-            self.cached_tokens += c.cached_tokens
-            self.model_seconds += c.seconds or 0.0
+            for totals in (self, part):
+                totals.prompt_tokens += c.prompt_tokens
+                totals.completion_tokens += c.completion_tokens
+                totals.cached_tokens += c.cached_tokens
+                totals.model_seconds += c.seconds or 0.0
             if reasoning:
                 self.reasoning_tokens += c.completion_tokens
 
+    def part(self, role: str, model: str) -> RoleUsage:
+        """The (role, model) entry of `by_role`, added if new."""
+        for part in self.by_role:
+            if (part.role, part.model) == (role, model):
+                return part
+        self.by_role.append(RoleUsage(role, model))
+        return self.by_role[-1]
+
     def __iadd__(self, other: Usage) -> Usage:
-        for k, v in asdict(other).items():
-            setattr(self, k, getattr(self, k) + v)
+        for f in fields(self):
+            if f.name != "by_role":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for theirs in other.by_role:
+            mine = self.part(theirs.role, theirs.model)
+            for f in fields(theirs):
+                if f.name not in ("role", "model"):
+                    setattr(mine, f.name, getattr(mine, f.name) + getattr(theirs, f.name))
         return self
 
     @property
@@ -164,10 +249,23 @@ class Usage:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total_tokens": self.total_tokens}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Usage:
+        known = {f.name for f in fields(cls)} - {"by_role"}
+        return cls(**{k: v for k, v in d.items() if k in known},
+                   by_role=[RoleUsage(**p) for p in d.get("by_role", [])])
+
 
 @dataclass
 class Node:
-    """A step of reasoning: a whole chain for chain schemes, one step for tree schemes."""
+    """A step of reasoning: a whole chain for chain schemes, one step for tree schemes.
+
+    The typed fields are what modules other than the one that wrote the node read: `depth` (0
+    for a whole chain, 1 for a tree's first step), `terminal` (no step may follow it),
+    `finish_reason` (of the completion that wrote it), `role` (which model wrote it) and
+    `forced` (spans of `text` ponder inserted, as in `Completion.forced`). `meta` holds notes
+    private to the scheme that wrote the node (refine's "kind", MCTS's "q").
+    """
 
     id: int
     parent: int | None
@@ -178,7 +276,29 @@ class Node:
     visits: int = 0
     value: float = 0.0
     children: list[int] = field(default_factory=list)
+    depth: int = 0
+    terminal: bool = False
+    finish_reason: FinishReason | None = None
+    role: str = POLICY
+    forced: list[Span] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_step(self) -> bool:
+        """A step of a tree (its chain is its path from the root), not a whole chain."""
+        return self.depth > 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Node:
+        """A node as `to_dict` wrote it; traces written before the typed fields kept depth,
+        terminal and finish_reason in `meta`, and are read the same."""
+        d = dict(d)
+        meta = dict(d.pop("meta", {}))
+        for key in ("depth", "terminal", "finish_reason"):
+            if key in meta and key not in d:
+                d[key] = meta.pop(key)
+        d["forced"] = [tuple(span) for span in d.get("forced", [])]
+        return cls(**d, meta=meta)
 
 
 @dataclass
@@ -215,7 +335,7 @@ class Trace:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Trace:
-        nodes = [Node(**n) for n in d.get("nodes", [])]
+        nodes = [Node.from_dict(n) for n in d.get("nodes", [])]
         return cls(scheme=d.get("scheme", ""), nodes=nodes, chosen=list(d.get("chosen", [])),
                    meta=dict(d.get("meta", {})))
 

@@ -68,8 +68,9 @@ def eval_command(
         "none).")] = None,
 ) -> None:
     """Evaluate schemes on a task: every question × scheme × seed, stored as it finishes."""
+    from ponder.cli_args import parse_fields, parse_model_args
     from ponder.eval.report import summarize
-    from ponder.eval.runner import EvalConfig, parse_fields, parse_model_args, run_eval
+    from ponder.eval.runner import EvalConfig, run_eval
     from ponder.eval.store import Store, command_line
 
     specs = tuple(s.strip() for s in schemes.split(",") if s.strip())

@@ -33,12 +33,12 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ponder.core.errors import ConfigError, DataError
+from ponder.core.errors import ConfigError
 from ponder.core.protocols import LanguageModel, ShouldStop
 from ponder.core.types import Completion
 from ponder.eval.drain import Drain, drain_on_signals
@@ -47,6 +47,7 @@ from ponder.eval.shared import SharedSamples
 from ponder.eval.store import Row, Store
 from ponder.schemes import Scheme, get_scheme
 from ponder.tasks.base import DEFAULT_CHECKER, Record, Task
+from ponder.tasks.records import load_questions
 
 ModelFactory = Callable[[], LanguageModel]
 
@@ -109,7 +110,9 @@ class EvalConfig:
 
     def seeds_for(self, spec: str) -> range:
         """Greedy schemes are deterministic: one run, stored as seed 0."""
-        return range(1) if self.scheme(spec, 0).config.temperature == 0 else range(self.seeds)
+        scheme = self.scheme(spec, 0)
+        once = scheme.entry.greedy_once and scheme.config.temperature == 0
+        return range(1) if once else range(self.seeds)
 
     def meta(self) -> dict[str, Any]:
         """The store's metadata; the keys in store.IDENTITY must match on --resume."""
@@ -174,53 +177,11 @@ class Outcome:
     drained: bool = False  # stopped on request (a drain) before the grid was done
 
 
-def parse_model_args(items: Sequence[str]) -> dict[str, Any]:
-    """`--model-arg key=value` pairs; values are JSON where they parse (0.01, true, ["a"]),
-    else strings."""
-    args: dict[str, Any] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError("model-arg", item, "write key=value, e.g. --model-arg n_ctx=8192")
-        try:
-            args[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            args[key.strip()] = value
-    return args
-
-
-def parse_fields(items: Sequence[str]) -> dict[str, str]:
-    """['question=problem', 'answer=solution'] -> {'question': 'problem', 'answer': 'solution'}."""
-    fields: dict[str, str] = {}
-    for item in items:
-        key, sep, column = item.partition("=")
-        if not sep or not key.strip() or not column.strip():
-            raise ConfigError("field", item, "write KEY=COLUMN, e.g. --field question=problem")
-        fields[key.strip()] = column.strip()
-    return fields
-
-
 def load_records(cfg: EvalConfig, task: Task) -> list[Record]:
-    """The task's questions: `--data` (a JSONL file or a directory), else its hub copy."""
-    if cfg.data is None and task.path is None and task.hub is not None \
-            and task.hub.split != cfg.split:
-        task = replace(task, hub=replace(task.hub, split=cfg.split))
-    limit = None if cfg.limit is None else cfg.start + cfg.limit
-    records = task.load(cfg.data, limit=limit)[cfg.start:]
-    if not records:
-        raise DataError(f"task {task.name!r} has no questions in {cfg.data or 'its source'}")
-    missing = [r.id for r in records if r.gold is None]
-    if missing:
-        raise DataError(f"{len(missing)} questions of {task.name!r} have no gold answer (first: "
-                        f"{missing[0]}); evaluation needs gold answers")
-    seen: set[str] = set()
-    for r in records:
-        if r.id in seen:
-            raise DataError(f"task {task.name!r} has the question id {r.id!r} twice; ids must be "
-                            "unique (a task file: --field id=COLUMN naming a unique column, or "
-                            "no id field to number the rows)")
-        seen.add(r.id)
-    return records
+    """The grid's questions: `--data` (a JSONL file or a directory) or the task's own source,
+    from `--start`, at most `--limit`, each with a gold answer and its own id."""
+    return load_questions(task, split=cfg.split, data=cfg.data, start=cfg.start,
+                          limit=cfg.limit)
 
 
 def plan(cfg: EvalConfig, records: Sequence[Record]) -> list[Job]:

@@ -39,7 +39,7 @@ from dataclasses import replace
 
 from ponder.core.protocols import LanguageModel, OnText, ShouldStop
 from ponder.core.types import Completion, GenerationRequest
-from ponder.models.wrap import Wrapper
+from ponder.core.wrap import Wrapper
 
 
 class SharedSamples(Wrapper):

@@ -16,8 +16,8 @@ How generate calls run (continuous batching, across calls):
   4. a finished sequence leaves (`llama_memory_seq_rm`) and a waiting one takes its slot; a call
      returns when all its sequences have finished.
 
-The loop itself (jobs, slots, steps) is in _llama_loop.py; this file holds its parts: the
-batch, the decoder calls, the prompt cache, a sequence's state.
+The loop itself (slots, steps) is in _llama_loop.py; this file holds its parts: the batch, the
+decoder calls, the prompt cache, a sequence's state and a job (one call's sequences).
 
 Holders outlive the call (least recently used first out), so a prompt sent again, as adaptive
 self-consistency does, is not prefilled again; a new prompt reuses the longest prefix of a held
@@ -30,20 +30,18 @@ with "length".
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import llama_cpp
 import numpy as np
 
 from ponder.core.errors import BackendError
+from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.types import FinishReason, SamplingParams
 from ponder.models._sampling import LogprobRecorder, Sampler, TextStream
-
-if TYPE_CHECKING:
-    from ponder.models._llama_loop import Job
 
 KV_FULL = 1  # llama_decode's "no KV slot for this batch"; the cache state is left unchanged
 
@@ -239,6 +237,27 @@ class Sequence:
     cached: int = 0  # prompt tokens this sample did not prefill
     seconds: float = 0.0  # its share of the decode time: each step's time / sequences in it
     finish: FinishReason | None = None
+
+
+@dataclass(eq=False)
+class Job:
+    """One generate call: its sequences, its callbacks, and how far it got."""
+
+    sequences: list[Sequence]
+    on_text: OnText | None = None
+    should_stop: ShouldStop | None = None
+    waiting: deque[Sequence] = field(init=False)
+    live: int = 0  # its sequences holding a slot now
+    left: int = field(init=False)  # its sequences not finished yet
+    cancelled: bool = False  # set by the caller that gave up waiting (e.g. Ctrl-C)
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.waiting = deque(self.sequences)
+        self.left = len(self.sequences)
+        for s in self.sequences:
+            s.job = self
 
 
 @dataclass

@@ -1,43 +1,19 @@
 """The decode loop of the llama.cpp backend: one thread, one `llama_decode` per step, for the
 sequences of every concurrent `generate` call (see _llama_batch.py's docstring for the whole
-flow, and for the batch, decoder and prompt cache this loop drives)."""
+flow, and for the batch, decoder, prompt cache and jobs this loop drives)."""
 
 from __future__ import annotations
 
 import heapq
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ponder.core.errors import BackendError
-from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.types import FinishReason
-from ponder.models._llama_batch import KV_FULL, Decoder, Held, PromptCache, Sequence, Vocab
+from ponder.models._llama_batch import KV_FULL, Decoder, Held, Job, PromptCache, Sequence, Vocab
 from ponder.models._sampling import log_normalizers, sample
-
-
-@dataclass(eq=False)
-class Job:
-    """One generate call: its sequences, its callbacks, and how far it got."""
-
-    sequences: list[Sequence]
-    on_text: OnText | None = None
-    should_stop: ShouldStop | None = None
-    waiting: deque[Sequence] = field(init=False)
-    live: int = 0  # its sequences holding a slot now
-    left: int = field(init=False)  # its sequences not finished yet
-    cancelled: bool = False  # set by the caller that gave up waiting (e.g. Ctrl-C)
-    error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.waiting = deque(self.sequences)
-        self.left = len(self.sequences)
-        for s in self.sequences:
-            s.job = self
 
 
 class Scheduler:

@@ -27,8 +27,9 @@ def tokenize(text: str) -> list[str]:
 
 class ScriptedModel:
     """Returns scripted text. `script` is a function of (prompt, sample index) or a list of
-    strings handed out in order, cycling. `logprob` optionally scores each completion's tokens
-    (one float per token, for scorers that read logprobs)."""
+    strings handed out in order, cycling. `logprob(text)` gives a completion's total logprob,
+    spread evenly over its tokens, for scorers that read logprobs; without it a request that
+    asks for logprobs gets -1.0 per token, as a real backend always returns some."""
 
     def __init__(
         self,
@@ -112,7 +113,8 @@ class ScriptedModel:
             if on_text is not None:
                 on_text(r, i, piece)
         text = "".join(emitted)
-        lp = self._logprob(text) if self._logprob else None
+        lp = (self._logprob(text) if self._logprob
+              else -float(len(emitted)) if p.logprobs is not None else None)
         return Completion(
             text=text,
             token_ids=[hash(t) & 0xFFFF for t in emitted],

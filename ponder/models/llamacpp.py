@@ -52,9 +52,9 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from ponder.core.errors import ConfigError, ModelLoadError, ModelNotFound
 from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.types import Completion, GenerationRequest, Message
-from ponder.models._llama_batch import Decoder, PromptCache, Vocab
+from ponder.models._llama_batch import Decoder, Job, PromptCache, Vocab
 from ponder.models._llama_batch import Sequence as Seq
-from ponder.models._llama_loop import Job, Scheduler
+from ponder.models._llama_loop import Scheduler
 from ponder.models._sampling import LogprobRecorder, TextStream, sampler_for
 
 MAX_SEQ = 256  # llama.cpp's LLAMA_MAX_SEQ: sequence ids per context (slots + prompt holders)

@@ -68,8 +68,8 @@ class _Batch(NamedTuple):
 
 class TransformersModel:
     """A transformers causal LM. `model_or_spec`: a catalog name, .gguf path, `save_pretrained`
-    folder or hub id (loaded by `ponder.train.models.load_trainable`, moved to `device`, put in
-    eval mode), or a model object with its `tokenizer`, used as it is (device, mode, dtype)."""
+    folder or hub id (loaded by `torch_gguf.load_trainable`, moved to `device`, put in eval
+    mode), or a model object with its `tokenizer`, used as it is (device, mode, dtype)."""
 
     def __init__(self, model_or_spec: str | PreTrainedModel,
                  tokenizer: PreTrainedTokenizerBase | None = None, *, name: str | None = None,
@@ -78,7 +78,7 @@ class TransformersModel:
             raise ConfigError("max_batch", max_batch, "use at least 1 row per batch")
         model: Any = model_or_spec
         if isinstance(model_or_spec, str):
-            from ponder.train.models import load_trainable
+            from ponder.models.torch_gguf import load_trainable
             model, tokenizer = load_trainable(model_or_spec, dtype=dtype)
             model, name = model.to(device).eval(), name or model_or_spec
         elif tokenizer is None:

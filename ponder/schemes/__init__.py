@@ -4,6 +4,11 @@
 is named, a spec may also carry settings: `name@N:key=value:key=value`, e.g.
 `self-consistency@8:temperature=0.3` — `@N` sets the number of samples (or, for tree schemes,
 their main width); values are read as JSON where they parse (numbers, true/false), else text.
+
+The table binds each scheme's name, and its entry holds the facts other modules read about it
+(the roles it asks models in, whether its reasoning streams live, whether it samples once,
+whether it cuts chains into steps): the CLI, the server, evaluation and the tests read them
+from here, so adding a scheme is one file and one entry.
 """
 
 from __future__ import annotations
@@ -11,14 +16,14 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ponder.core.errors import ConfigError, UnknownName
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, OnText, Scorer, ShouldStop
-from ponder.core.types import Result
+from ponder.core.types import POLICY, ROLES, Result
 from ponder.schemes import (
     adaptive,
     aggregate,
@@ -33,48 +38,84 @@ from ponder.schemes import (
     tot,
 )
 from ponder.schemes.base import Run, SchemeConfig
+from ponder.scorers import RewardFn
+
+JUDGED = (POLICY, "judge")  # schemes whose scorer may be a model: the policy, or a judge
 
 
 @dataclass(frozen=True)
 class Entry:
-    run: Callable[..., Result]
+    """One scheme: its function, its settings, and the facts other modules read about it."""
+
+    run: Callable[[Problem, Run, Any], Result]
     config: type[SchemeConfig]
     summary: str
+    roles: tuple[str, ...] = (POLICY,)  # roles it asks models in (each falls back to the policy)
+    streams: bool = False  # one chain whose reasoning a client can watch as it is written
+    single: bool = False  # samples one chain: n is 1
+    steps: bool = False  # cuts chains into steps at the problem's step delimiter
+    greedy_once: bool = True  # at temperature 0 every seed gives the same result: run once
 
 
 SCHEMES: dict[str, Entry] = {
-    "direct": Entry(direct.run, direct.Config, "the answer alone, no chain of thought"),
-    "cot": Entry(cot.run, cot.Config, "one chain of thought, greedy"),
+    "direct": Entry(direct.run, direct.Config, "the answer alone, no chain of thought",
+                    single=True),
+    "cot": Entry(cot.run, cot.Config, "one chain of thought, greedy", streams=True, single=True),
     "self-consistency": Entry(self_consistency.run, self_consistency.Config,
                               "N chains, majority vote"),
     "adaptive": Entry(adaptive.run, adaptive.Config,
                       "self-consistency in batches, stops when the vote is decided"),
     "best-of-n": Entry(best_of_n.run, best_of_n.Config,
-                       "N chains, scored; best or score-weighted vote"),
-    "beam": Entry(beam.run, beam.Config, "step-level beam search guided by a step scorer"),
+                       "N chains, scored; best or score-weighted vote", roles=JUDGED),
+    "beam": Entry(beam.run, beam.Config, "step-level beam search guided by a step scorer",
+                  roles=JUDGED, steps=True),
     "dvts": Entry(dvts.run, dvts.Config,
-                  "diverse verifier tree search: n/expansions independent greedy step searches"),
+                  "diverse verifier tree search: n/expansions independent greedy step searches",
+                  roles=JUDGED, steps=True),
     "mcts": Entry(mcts.run, mcts.Config,
-                  "Monte Carlo tree search over steps (PUCT or UCT), scorer or rollout values"),
+                  "Monte Carlo tree search over steps (PUCT or UCT), scorer or rollout values",
+                  roles=JUDGED, steps=True),
     "tot": Entry(tot.run, tot.Config,
-                 "Tree of Thoughts: propose steps, the model values states, BFS or DFS"),
+                 "Tree of Thoughts: propose steps, the model values states, BFS or DFS",
+                 roles=JUDGED, steps=True),
     "refine": Entry(refine.run, refine.Config,
-                    "plan, judge, critique and revise the plan, then solve from it"),
+                    "plan, judge, critique and revise the plan, then solve from it",
+                    roles=(POLICY, "planner", "judge")),
     "aggregate": Entry(aggregate.run, aggregate.Config,
-                       "N chains, scored; the k best merged into one solution"),
+                       "N chains, scored; the k best merged into one solution", roles=JUDGED),
 }
 
 
 @dataclass(frozen=True)
 class Scheme:
+    """A scheme from the table with its settings, ready to run on a problem."""
+
     name: str
     entry: Entry
     config: SchemeConfig
 
-    def __call__(self, problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-                 on_text: OnText | None = None, should_stop: ShouldStop | None = None) -> Result:
-        run = Run(model, self.config, self.name, on_text=on_text, should_stop=should_stop)
-        return self.entry.run(problem, model=model, scorer=scorer, config=self.config, run=run)
+    def __call__(self, problem: Problem, *, model: LanguageModel,
+                 roles: Mapping[str, LanguageModel] | None = None,
+                 scorer: Scorer | RewardFn | None = None, on_text: OnText | None = None,
+                 should_stop: ShouldStop | None = None) -> Result:
+        """Run on `problem` with `model` as the policy and `roles` giving models for other
+        roles this scheme asks (`scheme.entry.roles`); `scorer` replaces the scorer its
+        settings name (a Scorer, or a TRL-shaped reward function)."""
+        roles = dict(roles or {})
+        self.check_roles(roles)
+        run = Run({**roles, POLICY: model}, self.config, self.name, scorer=scorer,
+                  on_text=on_text, should_stop=should_stop)
+        return self.entry.run(problem, run, self.config)
+
+    def check_roles(self, roles: Iterable[str]) -> None:
+        """A one-line error for a role that does not exist or that this scheme never asks."""
+        for role in roles:
+            if role not in ROLES:
+                raise UnknownName("role", role, ROLES)
+            if role not in self.entry.roles:
+                raise ConfigError("model", role, f"scheme {self.name!r} asks models in the "
+                                  f"roles {', '.join(self.entry.roles)}; drop {role}= or pick "
+                                  "a scheme that uses it")
 
 
 @dataclass(frozen=True)
@@ -147,7 +188,7 @@ def get_scheme(spec: str, **overrides: Any) -> Scheme:
     if unknown:
         raise ConfigError(unknown[0], settings[unknown[0]],
                           f"scheme {name!r} takes {', '.join(sorted(valid))}")
-    if name in ("cot", "direct") and settings.get("n", 1) != 1:
+    if entry.single and settings.get("n", 1) != 1:
         raise ConfigError("n", settings["n"], f"{name} samples once; use self-consistency@N")
     defaults = {f.name: f.default for f in fields(entry.config)}
     for key, value in settings.items():

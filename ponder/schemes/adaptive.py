@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
 from ponder.core.types import Node, Result
 from ponder.schemes.base import Run, SchemeConfig
 from ponder.schemes.vote import record, tally
@@ -82,9 +81,7 @@ def stopping_reason(votes: list[int], drawn: int, config: Config) -> str | None:
     return None
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    r = run or Run(model, config, "adaptive")
+def run(problem: Problem, r: Run, config: Config) -> Result:
     nodes: list[Node] = []
     stopped: str | None = None
     while len(nodes) < config.n and stopped is None and not r.cancelled:

@@ -28,10 +28,8 @@ from dataclasses import dataclass
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
 from ponder.core.types import Message, Node, Result
 from ponder.schemes.base import Run, SchemeConfig
-from ponder.schemes.best_of_n import score_chains
 
 INTRO = "Here are {k} candidate solutions to this problem. Some of them may be wrong."
 MERGE = ("Compare the candidates, find their mistakes, and write one correct solution, ending "
@@ -53,20 +51,16 @@ class Config(SchemeConfig):
             self.token_budget = (self.n + 1) * self.max_tokens
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    r = run or Run(model, config, "aggregate")
-    if scorer is None:
-        from ponder.scorers import get_scorer
-        scorer = get_scorer(config.scorer, r.metered)
-    logprobs = 0 if getattr(scorer, "needs_logprobs", False) else None
+def run(problem: Problem, r: Run, config: Config) -> Result:
+    scorer = r.step_scorer(config.scorer)
+    logprobs = 0 if scorer.needs_logprobs else None
     afford = r.affordable(config.n + 1)  # the candidates and the merge, or fewer candidates
     n = min(config.n, max(afford - 1, 1)) if afford else 0
     completions = r.sample(problem.messages, n, logprobs=logprobs) if n else []
     candidates = [r.add_chain(c, problem, kind="candidate") for c in completions]
     if not candidates:
         return r.finish(None, None)
-    score_chains(scorer, problem, model, candidates, completions)
+    r.score_chains(scorer, problem, candidates, completions)
     ranked = sorted(candidates, key=rank)
     best, top = ranked[0], ranked[: config.k]
     r.trace.meta["candidates"] = len(candidates)
@@ -75,7 +69,7 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
 
     [c] = r.sample(merge_messages(problem, top), 1, logprobs=logprobs)
     merged = r.add_chain(c, problem, kind="merged", sources=[nd.id for nd in top])
-    score_chains(scorer, problem, model, [merged], [c])
+    r.score_chains(scorer, problem, [merged], [c])
     # an unscorable merge loses to a scored candidate; against an unscorable one it stands
     beaten = best.score is not None and (merged.score is None or merged.score < best.score)
     keep = merged.answer is not None and not beaten

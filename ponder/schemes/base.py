@@ -1,21 +1,28 @@
-"""What every scheme shares: its config base and a run context that meters the model.
+"""What every scheme shares: its config base and a run context that meters the models.
 
-A scheme is `run(problem, *, model, scorer, config) -> Result`. It asks the model only through
-`Run.sample`, which counts usage, keeps the token budget and forwards streaming callbacks, so
-no scheme can forget to account for a call or overspend.
+A scheme is `run(problem, r, config) -> Result`, where `r` is the `Run` the scheme table built
+for it. It asks its models only through the run (`Run.sample`, `Run.role`), which counts usage
+per role and model, keeps the token budget and forwards streaming callbacks, so no scheme can
+forget to account for a call or overspend.
+
+Models by role: a run holds the policy and any other models the caller gave by role
+(`planner`, `executor`, `verifier`, `judge`, `fallback`; core/types.py `ROLES`). A role with no
+model of its own is played by the policy, so every scheme runs on one model and uses more
+where they are given; the usage of each (role, model) is kept apart in `Usage.by_role`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, OnText, ShouldStop
+from ponder.core.protocols import Candidate, LanguageModel, OnText, Scorer, ShouldStop
 from ponder.core.types import (
     MAX_N,
+    POLICY,
     Completion,
     FinishReason,
     GenerationRequest,
@@ -25,7 +32,8 @@ from ponder.core.types import (
     Trace,
     Usage,
 )
-from ponder.models.wrap import Wrapper
+from ponder.core.wrap import Wrapper
+from ponder.scorers import RewardFn, resolve_scorer
 
 
 @dataclass
@@ -59,11 +67,13 @@ class SchemeConfig:
 
 @dataclass
 class Run:
-    """One scheme run: the model, the budget left, the usage so far, and the trace."""
+    """One scheme run: its models by role, the budget left, the usage so far, and the trace.
+    `scorer` is a scorer the caller gave (else each scheme builds the one its config names)."""
 
-    model: LanguageModel
+    models: Mapping[str, LanguageModel]
     config: SchemeConfig
     scheme: str
+    scorer: Scorer | RewardFn | None = None
     on_text: OnText | None = None
     should_stop: ShouldStop | None = None
     usage: Usage = field(default_factory=Usage)
@@ -72,7 +82,27 @@ class Run:
     calls: int = 0  # how many sample() calls so far, to give each its own seed
 
     def __post_init__(self) -> None:
+        if POLICY not in self.models:
+            raise ConfigError("model", sorted(self.models), "give a policy model")
         self.trace.scheme = self.scheme
+
+    @property
+    def model(self) -> LanguageModel:
+        """The policy: the model that writes the reasoning."""
+        return self.models[POLICY]
+
+    def role(self, name: str) -> LanguageModel:
+        """The model playing `name` (the policy where none was given for it), metered: its
+        calls count in this run's usage under that role and stop when the run is cancelled."""
+        return _Metered(self, name)
+
+    def step_scorer(self, name: str) -> Scorer:
+        """The scorer the caller gave, or the one named, built on the `judge` role's model."""
+        return resolve_scorer(self.scorer, name, self.role("judge"))
+
+    def scorer_or(self, default: Scorer) -> Scorer:
+        """The scorer the caller gave, or a scheme's own default (refine's plan judge)."""
+        return default if self.scorer is None else resolve_scorer(self.scorer, "", self.model)
 
     @property
     def budget_left(self) -> int:
@@ -89,28 +119,33 @@ class Run:
         return self.should_stop is not None and self.should_stop()
 
     def sample(self, messages: Sequence[dict[str, str]] | None, n: int, *,
-               prefix: str | None = None, reasoning: bool = True,
+               prefix: str | None = None, reasoning: bool = True, role: str = POLICY,
                **changes: object) -> list[Completion]:
-        """n completions of one prompt, metered (as reasoning unless `reasoning=False`).
-        Sampling seeds differ between calls of a run."""
+        """n completions of one prompt from the model in `role`, metered (as reasoning unless
+        `reasoning=False`). Sampling seeds differ between calls of a run."""
         request = GenerationRequest(params=self._params(n, changes), prefix=prefix,
                                     messages=tuple(messages) if messages is not None else None)
-        [completions] = self.generate([request], reasoning=reasoning)
+        [completions] = self.generate([request], reasoning=reasoning, role=role)
         return completions
 
     def sample_prefixes(self, prefixes: Sequence[str], n: int, *, reasoning: bool = True,
-                        keep_kv: bool = False, **changes: object) -> list[list[Completion]]:
+                        keep_kv: bool = False, role: str = POLICY,
+                        **changes: object) -> list[list[Completion]]:
         """n continuations of each raw prefix, all in one batched call (tree schemes expand
         every frontier node at once); `keep_kv` as in GenerationRequest."""
         params = self._params(n, changes)
         return self.generate([GenerationRequest(params=params, prefix=p, keep_kv=keep_kv)
-                              for p in prefixes], reasoning=reasoning)
+                              for p in prefixes], reasoning=reasoning, role=role)
 
-    def generate(self, requests: Sequence[GenerationRequest], *,
-                 reasoning: bool = True) -> list[list[Completion]]:
-        """The one place a scheme's model calls go through: metered, streamed, cancellable."""
-        out = self.model.generate(requests, on_text=self.on_text, should_stop=self.should_stop)
-        self.usage.add_completions([c for cs in out for c in cs], reasoning=reasoning)
+    def generate(self, requests: Sequence[GenerationRequest], *, reasoning: bool = True,
+                 role: str = POLICY) -> list[list[Completion]]:
+        """The one place a scheme's model calls go through: metered by role and model,
+        streamed (the policy's text only), cancellable."""
+        model = self.models.get(role, self.model)
+        on_text = self.on_text if role == POLICY else None
+        out = model.generate(requests, on_text=on_text, should_stop=self.should_stop)
+        self.usage.add_completions([c for cs in out for c in cs], reasoning=reasoning,
+                                   role=role, model=model.name)
         return out
 
     def _params(self, n: int, changes: dict[str, object]) -> SamplingParams:
@@ -120,17 +155,38 @@ class Run:
         self.calls += 1
         return self.config.sampling(n, **changes)
 
-    @property
-    def metered(self) -> LanguageModel:
-        """The model as a scorer should see it: its calls count in this run's usage (a judge's
-        tokens are tokens spent thinking) and stop when the run is cancelled."""
-        return _Metered(self)
+    def add_chain(self, completion: Completion, problem: Problem, *, role: str = POLICY,
+                  parent: Node | None = None, **meta: object) -> Node:
+        """Record a whole chain as a node of the trace (a root unless `parent` is given), with
+        its extracted answer, who wrote it, and the spans ponder inserted into it."""
+        return self.trace.add(completion.text, parent=None if parent is None else parent.id,
+                              tokens=completion.completion_tokens,
+                              answer=problem.extract(completion.text), terminal=True,
+                              finish_reason=completion.finish_reason, role=role,
+                              forced=list(completion.forced), meta=dict(meta))
 
-    def add_chain(self, completion: Completion, problem: Problem, **meta: object) -> Node:
-        """Record a whole chain as a root node of the trace, with its extracted answer."""
-        answer = problem.extract(completion.text)
-        return self.trace.add(completion.text, tokens=completion.completion_tokens, answer=answer,
-                              meta={"finish_reason": completion.finish_reason, **meta})
+    def score(self, scorer: Scorer, candidates: Sequence[Candidate]) -> list[float | None]:
+        """The one scoring path, for whole chains and tree paths alike: one score per
+        candidate, or a clear error."""
+        if not candidates:
+            return []
+        scores = list(scorer.score(candidates))
+        if len(scores) != len(candidates):
+            raise ConfigError("scorer", scorer.name, f"it returned {len(scores)} scores for "
+                              f"{len(candidates)} candidates; return one score (or None) each")
+        return scores
+
+    def score_chains(self, scorer: Scorer, problem: Problem, nodes: Sequence[Node],
+                     completions: Sequence[Completion]) -> list[float | None]:
+        """Score whole chains as solutions of the problem and set each node's score."""
+        prompt = self.model.render_chat(problem.messages)
+        scores = self.score(scorer, [
+            Candidate(prompt, node.text, tuple(steps_of(node.text, problem)), problem,
+                      node.answer, _logprobs(c) if scorer.needs_logprobs else None)
+            for node, c in zip(nodes, completions, strict=True)])
+        for node, score in zip(nodes, scores, strict=True):
+            node.score = score
+        return scores
 
     def finish(self, chosen: Node | None, answer: str | None,
                finish_reason: FinishReason | None = None) -> Result:
@@ -142,8 +198,7 @@ class Run:
         if finish_reason is None:
             if self.cancelled:
                 finish_reason = "cancelled"
-            elif answer is None and chosen is not None \
-                    and chosen.meta.get("finish_reason") == "length":
+            elif answer is None and chosen is not None and chosen.finish_reason == "length":
                 finish_reason = "length"
             elif answer is None and chosen is None:
                 finish_reason = "length"  # the budget paid for no chain at all
@@ -155,13 +210,22 @@ class Run:
 
 
 class _Metered(Wrapper):
-    def __init__(self, run: Run) -> None:
-        super().__init__(run.model)
-        self._run = run
+    def __init__(self, run: Run, role: str) -> None:
+        super().__init__(run.models.get(role, run.model))
+        self._run, self._role = run, role
 
     def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,
                  should_stop: ShouldStop | None = None) -> list[list[Completion]]:
-        return self._run.generate(requests)
+        return self._run.generate(requests, role=self._role)
+
+
+def steps_of(text: str, problem: Problem) -> list[str]:
+    """A whole chain cut into its steps at the problem's delimiter (empty pieces dropped)."""
+    return [s for s in text.split(problem.step_delimiter) if s.strip()]
+
+
+def _logprobs(c: Completion) -> tuple[float, ...] | None:
+    return None if c.token_logprobs is None else tuple(c.token_logprobs)
 
 
 def _tail(text: str) -> str:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
 from ponder.core.types import Node, Result
 from ponder.schemes.base import Run
 from ponder.schemes.tree import Tree, TreeConfig, check_selection
@@ -37,10 +36,8 @@ class Config(TreeConfig):
         check_selection(self.selection)
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    r = run or Run(model, config, "beam")
-    tree = Tree(r, problem, scorer, config)
+def run(problem: Problem, r: Run, config: Config) -> Result:
+    tree = Tree(r, problem, config)
     completed: list[Node] = []
     beams: list[Node | None] = [None]
     depth = 0
@@ -50,8 +47,8 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
         if not children:
             break  # the budget cannot pay for another depth (or the run was cancelled)
         tree.score(children)
-        completed += [c for c in children if tree.terminal(c)]
-        alive = sorted((c for c in children if not tree.terminal(c)),
+        completed += [c for c in children if c.terminal]
+        alive = sorted((c for c in children if not c.terminal),
                        key=lambda c: (-c.value, c.id))
         beams = list(alive[: config.n])
         depth += 1

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
-from ponder.core.types import Completion, Node, Result
+from ponder.core.types import Result
 from ponder.schemes.base import Run, SchemeConfig
 from ponder.schemes.vote import record, tally
 
@@ -26,6 +25,7 @@ SELECTIONS = ("plain", "weighted")
 class Config(SchemeConfig):
     n: int = 8  # chains sampled and scored
     selection: str = "weighted"  # plain: the top chain; weighted: scores summed per answer
+    scorer: str = "confidence"  # scores each chain: confidence, judge, rule, prm:PATH, ...
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -33,19 +33,15 @@ class Config(SchemeConfig):
             raise ConfigError("selection", self.selection, f"use one of {', '.join(SELECTIONS)}")
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    if scorer is None:
-        from ponder.scorers import get_scorer
-        scorer = get_scorer("confidence", model)
-    r = run or Run(model, config, "best-of-n")
+def run(problem: Problem, r: Run, config: Config) -> Result:
+    scorer = r.step_scorer(config.scorer)
     n = r.affordable(config.n)
-    logprobs = 0 if getattr(scorer, "needs_logprobs", False) else None
+    logprobs = 0 if scorer.needs_logprobs else None
     completions = r.sample(problem.messages, n, logprobs=logprobs) if n else []
     nodes = [r.add_chain(c, problem) for c in completions]
     if not nodes:
         return r.finish(None, None)
-    scores = score_chains(scorer, problem, model, nodes, completions)
+    scores = r.score_chains(scorer, problem, nodes, completions)
     ranked = tally(nodes, problem, weights=[s or 0.0 for s in scores])
     r.trace.meta.update(votes=record(nodes, ranked), selection=config.selection)
     if config.selection == "plain":
@@ -56,15 +52,3 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
     best = max(ranked[0].nodes, key=lambda nd: nd.score or 0.0)
     return r.finish(best, ranked[0].answer)
 
-
-def score_chains(scorer: Scorer, problem: Problem, model: LanguageModel, nodes: list[Node],
-                 completions: list[Completion]) -> list[float | None]:
-    """Score whole chains as solutions of the problem (the scorer sees the problem's prompt)
-    and set each node's score."""
-    prompt = model.render_chat(problem.messages)
-    scores = scorer([prompt] * len(nodes), [c.text for c in completions],
-                    token_logprobs=[c.token_logprobs for c in completions],
-                    answers=[node.answer for node in nodes], problems=[problem] * len(nodes))
-    for node, score in zip(nodes, scores, strict=True):
-        node.score = score
-    return scores

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
 from ponder.core.types import Result
 from ponder.schemes.base import Run, SchemeConfig
 
@@ -22,9 +21,7 @@ class Config(SchemeConfig):
     max_tokens: int = 64  # the answer alone
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    r = run or Run(model, config, "direct")
+def run(problem: Problem, r: Run, config: Config) -> Result:
     max_tokens = min(config.max_tokens, r.budget_left)
     if max_tokens <= 0:
         return r.finish(None, None)

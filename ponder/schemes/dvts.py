@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
 from ponder.core.types import Node, Result
 from ponder.schemes.base import Run
 from ponder.schemes.tree import Tree, TreeConfig, check_selection
@@ -48,10 +47,8 @@ class Config(TreeConfig):
         check_selection(self.selection)
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    r = run or Run(model, config, "dvts")
-    tree = Tree(r, problem, scorer, config)
+def run(problem: Problem, r: Run, config: Config) -> Result:
+    tree = Tree(r, problem, config)
     k = config.expansions
     # The first steps of all subtrees: one request for n samples, cut into subtrees of k.
     [first] = tree.expand([None], config.n) or [[]]
@@ -66,10 +63,10 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
         for subtree, children in zip(list(leaves), groups, strict=False):
             for child in children:
                 child.meta["subtree"] = subtree
-            completed += [c for c in children if tree.terminal(c)]
+            completed += [c for c in children if c.terminal]
             best = tree.best(children)
             assert best is not None
-            if tree.terminal(best):
+            if best.terminal:
                 del leaves[subtree]  # this subtree has finished its path
             else:
                 leaves[subtree] = best

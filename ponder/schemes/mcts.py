@@ -34,11 +34,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
 from ponder.core.types import Node, Result
 from ponder.schemes.base import Run
 from ponder.schemes.tree import AGGREGATIONS, Tree, TreeConfig
@@ -78,15 +77,13 @@ class Config(TreeConfig):
                 raise ConfigError(name, value, f"use one of {', '.join(valid)}")
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    r = run or Run(model, config, "mcts")
-    tree = Tree(r, problem, scorer, config)
+def run(problem: Problem, r: Run, config: Config) -> Result:
+    tree = Tree(r, problem, config)
     iterations = 0  # also the root's visit count
     while iterations < config.n and not r.cancelled and not _exhausted(tree, None):
         path = _select(tree, config, iterations)
         leaf = path[-1] if path else None  # None: the root, not expanded yet
-        if leaf is None or (leaf.visits > 0 and not tree.terminal(leaf)):
+        if leaf is None or (leaf.visits > 0 and not leaf.terminal):
             children = [c for cs in tree.expand([leaf], config.expansions) for c in cs]
             if not children:
                 break  # the budget cannot pay for an expansion (or the run was cancelled)
@@ -97,7 +94,7 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
             node.visits += 1
             node.meta["q"] = _q(node) + (value - _q(node)) / node.visits
         iterations += 1
-    terminals = [n for n in r.trace.nodes if tree.terminal(n)]
+    terminals = [n for n in r.trace.nodes if n.terminal]
     r.trace.meta.update(iterations=iterations, completed=len(terminals))
     followed = _most_visited(tree)
     if config.final == "visits" and followed is not None and followed.answer is not None:
@@ -141,7 +138,7 @@ def _pick(children: list[Node], parent_visits: int, config: Config) -> Node:
 
 
 def _evaluate(tree: Tree, node: Node, config: Config) -> float:
-    if config.value == "scorer" or tree.terminal(node):
+    if config.value == "scorer" or node.terminal:
         return node.value
     return _rollout(tree, node)
 
@@ -150,20 +147,21 @@ def _rollout(tree: Tree, node: Node) -> float:
     """Complete the chain greedily; the value is its score after the path's step scores.
     If the budget cannot pay for a whole rollout, the node's path value stands in."""
     cfg = tree.config
-    max_tokens = cfg.max_tokens * (cfg.max_depth - tree.depth(node))  # the steps left
+    max_tokens = cfg.max_tokens * (cfg.max_depth - node.depth)  # the steps left
     if tree.run.affordable(1, max_tokens) == 0:
         return node.value
+    logprobs = 0 if tree.scorer.needs_logprobs else None
     [[c]] = tree.run.sample_prefixes([tree.prompt + tree.text(node)], 1, temperature=0.0,
-                                     max_tokens=max_tokens)
+                                     max_tokens=max_tokens, logprobs=logprobs)
     path = tree.path(node)
     delimiter = tree.problem.step_delimiter
     rest = [s + delimiter for s in c.text.split(delimiter)]  # the rollout's steps
     rest[-1] = rest[-1].removesuffix(delimiter)
     rest = [s for s in rest if s]
-    text = tree.text(node) + c.text
-    answer = tree.problem.extract(text)
-    [score] = tree.scorer([tree.prompt], [text], steps=[[s.text for s in path] + rest],
-                          answers=[answer], problems=[tree.problem])
+    answer = tree.problem.extract(tree.text(node) + c.text)
+    rollout = replace(tree.candidate(node, rest, None if c.token_logprobs is None
+                                     else tuple(c.token_logprobs)), answer=answer)
+    [score] = tree.run.score(tree.scorer, [rollout])
     score = 0.0 if score is None else float(score)
     node.meta["rollout"] = {"answer": answer, "score": score, "tokens": c.completion_tokens}
     return AGGREGATIONS[cfg.aggregate]([s.score or 0.0 for s in path] + [score])
@@ -179,7 +177,7 @@ def _most_visited(tree: Tree) -> Node | None:
 
 def _exhausted(tree: Tree, node: Node | None) -> bool:
     """Whether every leaf under `node` is terminal (no iteration could learn more there)."""
-    if node is not None and tree.terminal(node):
+    if node is not None and node.terminal:
         return True
     children = _children(tree, node)
     return bool(children) and all(_exhausted(tree, c) for c in children)

@@ -23,19 +23,22 @@ here a separate Yes/No judge decides, so stopping costs one token. A judge that 
 (neither word among the top logprobs, or a backend without them) counts as "No", as a step
 score of None counts as 0 in tree.py. A revision round is started only if the budget can still
 pay for it *and* for the execution; with too little budget for even a plan the problem is
-solved directly. `scorer`, when given, replaces the plan judge: a Scorer called with the plan
-as the completion (and `steps=[[plan]]`, `problems=`) that returns P(accept).
+solved directly. A scorer given to the run replaces the plan judge: it gets the plan as a
+candidate's text (and its one step) and returns P(accept).
+
+Roles: the plan, critiques and revisions are written by the `planner` (the policy unless
+`--model planner=...` gives another model), the plan judged by the `judge`, the solution
+written by the policy from the final plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
+from ponder.core.protocols import Candidate, LanguageModel
 from ponder.core.types import GenerationRequest, Message, Node, Result, SamplingParams, user
 from ponder.schemes.base import Run, SchemeConfig
 from ponder.scorers.judge import TOP, yes_probability
@@ -77,19 +80,16 @@ class Config(SchemeConfig):
                 raise ConfigError(name, getattr(self, name), "use a positive number of tokens")
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    r = run or Run(model, config, "refine")
-    judge = scorer if scorer is not None else PlanJudge(r.metered)
+def run(problem: Problem, r: Run, config: Config) -> Result:
+    judge = r.scorer_or(PlanJudge(r.role("judge")))
     task = task_text(problem)
-    prompt = model.render_chat(problem.messages)
+    prompt = r.model.render_chat(problem.messages)
 
     def affords(tokens: int) -> bool:  # ... and the execution after it
         return not r.cancelled and r.budget_left - config.max_tokens >= tokens
 
     def judged(node: Node) -> Node:
-        [score] = judge([prompt], [node.text], steps=[[node.text]], answers=[None],
-                        problems=[problem])
+        [score] = r.score(judge, [Candidate(prompt, node.text, (node.text,), problem)])
         node.score = score
         return node
 
@@ -116,11 +116,12 @@ def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
 def write(r: Run, messages: Sequence[Message], max_tokens: int, kind: str,
           parent: Node | None = None) -> Node:
     """One plan, critique or revision: a node under `parent`, its round the revision count."""
-    [c] = r.sample(messages, 1, max_tokens=max_tokens)
+    [c] = r.sample(messages, 1, max_tokens=max_tokens, role="planner")
     rounds = 0 if parent is None else int(parent.meta["round"]) + (kind == "revision")
     return r.trace.add(c.text, parent=None if parent is None else parent.id,
-                       tokens=c.completion_tokens,
-                       meta={"kind": kind, "round": rounds, "finish_reason": c.finish_reason})
+                       tokens=c.completion_tokens, finish_reason=c.finish_reason,
+                       role="planner", forced=list(c.forced),
+                       meta={"kind": kind, "round": rounds})
 
 
 def execute(r: Run, problem: Problem, plan: Node | None, config: Config) -> Result:
@@ -134,11 +135,8 @@ def execute(r: Run, problem: Problem, plan: Node | None, config: Config) -> Resu
         messages = [*head, {**last, "content": f"{last['content']}\n\n{EXECUTE}\n"
                                               f"{plan.text.strip()}"}]
     [c] = r.sample(messages, 1, max_tokens=max_tokens)
-    answer = problem.extract(c.text)
-    node = r.trace.add(c.text, parent=None if plan is None else plan.id, answer=answer,
-                       tokens=c.completion_tokens,
-                       meta={"kind": "execution", "finish_reason": c.finish_reason})
-    result = r.finish(node, answer)
+    node = r.add_chain(c, problem, parent=plan, kind="execution")
+    result = r.finish(node, node.answer)
     result.reasoning = labelled([r.trace.nodes[i] for i in r.trace.chosen])
     return result
 
@@ -155,18 +153,19 @@ def task_text(problem: Problem) -> str:
 
 
 class PlanJudge:
-    """P(Yes) to "is this plan correct and complete?", one decoded token per plan (the Scorer
-    shape; `problems=` gives the problem, `completions` the plans)."""
+    """P(Yes) to "is this plan correct and complete?", one decoded token per plan (a Scorer:
+    each candidate's text is a plan)."""
+
+    name = "plan-judge"
+    needs_logprobs = False
 
     def __init__(self, model: LanguageModel) -> None:
         self.model = model
 
-    def __call__(self, prompts: Sequence[str], completions: Sequence[str], *,
-                 problems: Sequence[Problem] | None = None, **kwargs: Any) -> list[float | None]:
-        tasks = [task_text(p) for p in problems] if problems is not None else list(prompts)
+    def score(self, candidates: Sequence[Candidate]) -> list[float | None]:
         params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP)
         requests = [GenerationRequest(params, messages=user(
-            f"Problem:\n{t}\n\nPlan:\n{plan.strip()}\n\n{QUESTION}"))
-            for t, plan in zip(tasks, completions, strict=True)]
+            f"Problem:\n{task_text(c.problem)}\n\nPlan:\n{c.text.strip()}\n\n{QUESTION}"))
+            for c in candidates]
         return [yes_probability(c.top_logprobs[0]) if c.top_logprobs else None
                 for [c] in self.model.generate(requests)]

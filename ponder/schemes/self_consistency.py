@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
 from ponder.core.types import Result
 from ponder.schemes.base import Run, SchemeConfig
 from ponder.schemes.vote import record, tally
@@ -21,9 +20,7 @@ class Config(SchemeConfig):
     n: int = 8  # chains sampled in one batch
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    r = run or Run(model, config, "self-consistency")
+def run(problem: Problem, r: Run, config: Config) -> Result:
     n = r.affordable(config.n)
     nodes = [r.add_chain(c, problem) for c in r.sample(problem.messages, n)] if n else []
     ranked = tally(nodes, problem)

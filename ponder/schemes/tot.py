@@ -32,14 +32,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, Scorer
+from ponder.core.protocols import Candidate
 from ponder.core.types import Completion, Node, Result, user
 from ponder.schemes.base import Run
-from ponder.schemes.tree import Tree, TreeConfig, step_answer
+from ponder.schemes.tree import Tree, TreeConfig
 from ponder.tasks import game24
 
 VALUES = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}  # value_outputs_unwrap's value_map
@@ -105,23 +104,25 @@ def chat(r: Run, content: str, start: str = "") -> str:
 
 class Value:
     """ToT's state evaluator as a Scorer: `n_evaluate` samples of each path's value prompt, all
-    in one batched call; None where the budget cannot pay for them."""
+    in one batched call, by the model in the `judge` role (the policy unless another is given);
+    None where the budget cannot pay for them."""
+
+    name = "value"
+    needs_logprobs = False
 
     def __init__(self, run: Run, config: Config) -> None:
-        self.run, self.config, self.__name__ = run, config, "value"
+        self.run, self.config = run, config
         self.cache: dict[str, float] = {}  # value prompt -> value, for this run
 
-    def __call__(self, prompts: Sequence[str], completions: Sequence[str], *,
-                 problems: Sequence[Problem] | None = None, **kw: Any) -> list[float | None]:
-        assert problems is not None
-        asks = [prompts_for(p).value(p.question, path)
-                for p, path in zip(problems, completions, strict=True)]
+    def score(self, candidates: Sequence[Candidate]) -> list[float | None]:
+        asks = [prompts_for(c.problem).value(c.problem.question, c.text) for c in candidates]
         n, r = self.config.n_evaluate, self.run
         new = [a for a in dict.fromkeys(asks) if a not in self.cache]
         new = new[: r.affordable(len(new) * n, self.config.value_tokens) // n]
         if new and not r.cancelled:
-            replies = r.sample_prefixes([chat(r, a) for a in new], n,
-                                        max_tokens=self.config.value_tokens)
+            judge = r.role("judge")
+            replies = r.sample_prefixes([judge.render_chat(user(a)) for a in new], n,
+                                        max_tokens=self.config.value_tokens, role="judge")
             for a, cs in zip(new, replies, strict=True):
                 verdicts = (_VERDICT.search(c.text) for c in cs)
                 self.cache[a] = sum(VALUES[v[1].lower()] for v in verdicts if v is not None)
@@ -131,9 +132,10 @@ class Value:
 class Search:
     """One ToT search: the tree, its generator, and the rule checks before its evaluator."""
 
-    def __init__(self, r: Run, problem: Problem, scorer: Scorer | None, config: Config) -> None:
+    def __init__(self, r: Run, problem: Problem, config: Config) -> None:
         self.r, self.problem, self.config = r, problem, config
-        self.tree = Tree(r, problem, scorer, config)
+        value = config.scorer == "value" and r.scorer is None
+        self.tree = Tree(r, problem, config, Value(r, config) if value else None)
         self.prompts = prompts_for(problem)
         self.top = VALUES["sure"] * config.n_evaluate  # a verified answer's value
 
@@ -165,15 +167,10 @@ class Search:
             or self.problem.extract(line) is not None)))
 
     def _child(self, parent: Node | None, line: str, reply: Completion) -> Node:
-        depth = self.tree.depth(parent) + 1
-        node = self.r.trace.add(line + self.problem.step_delimiter,
-                                parent=None if parent is None else parent.id,
-                                tokens=self.r.model.count_tokens(line),
-                                meta={"depth": depth, "finish_reason": reply.finish_reason})
-        ended = depth >= self.config.max_depth
-        node.answer = step_answer(self.problem, line, ended)
-        node.meta["terminal"] = ended or node.answer is not None
-        return node
+        """A proposed line as a step; its answer is read off the line alone."""
+        return self.tree.add_step(parent, line + self.problem.step_delimiter,
+                                  self.r.model.count_tokens(line), reply.finish_reason,
+                                  ended=False, reads=line)
 
     def evaluate(self, nodes: Sequence[Node]) -> None:
         """Rule checks first (no model call), then the evaluator on the rest, in one batch."""
@@ -182,7 +179,7 @@ class Search:
     def _ruled(self, node: Node) -> bool:
         """Value a state with no model call where a rule decides (True if one did)."""
         p = self.problem
-        if node.answer is None and self.tree.terminal(node):  # 0, as in value_outputs_unwrap
+        if node.answer is None and node.terminal:  # 0, as in value_outputs_unwrap
             rule = "no answer"
         elif not self.config.rule_check:
             return False
@@ -197,7 +194,7 @@ class Search:
         return True
 
     def alive(self, node: Node) -> bool:
-        return not self.tree.terminal(node) and "rule" not in node.meta
+        return not node.terminal and "rule" not in node.meta
 
     def ranked(self, nodes: Sequence[Node]) -> list[Node]:
         return sorted(nodes, key=lambda n: (-n.value, n.id))
@@ -238,12 +235,8 @@ GENERATORS: dict[str, Callable[[Search, Sequence[Node | None]], list[Node]]] = {
     "propose": Search.propose, "sample": Search.sample}
 
 
-def run(problem: Problem, *, model: LanguageModel, scorer: Scorer | None = None,
-        config: Config, run: Run | None = None) -> Result:
-    r = run or Run(model, config, "tot")
-    if scorer is None and config.scorer == "value":
-        scorer = Value(r, config)
-    s = Search(r, problem, scorer, config)
+def run(problem: Problem, r: Run, config: Config) -> Result:
+    s = Search(r, problem, config)
     found = SEARCHES[config.search](s)
     r.trace.meta.update(search=config.search, generator=config.generator,
                         prompts="game24" if s.prompts is GAME24 else "generic",

@@ -4,7 +4,7 @@ A *step* is what the policy writes from a prefix until the problem's step delimi
 line by default, a newline for Game of 24) or the end of its answer. A node of the trace holds
 one step: its text (delimiter included, so a path's text is the concatenation of its nodes'),
 its token count, its step score, its path value (the aggregate of the step scores from the root),
-visits, parent and children; `meta` has its depth, finish reason and whether it is terminal.
+visits, parent and children, its depth, finish reason and whether it is terminal.
 
 Expanding nodes is one batched model call for the whole frontier. Each request is the raw
 prefix `chat prompt + path text` with `keep_kv=True`, so the llama.cpp backend keeps every new
@@ -15,8 +15,8 @@ A node is terminal when its step ends the chain (end of turn, no delimiter), sta
 (`\boxed{}`, `####`, "the answer is": a task's fallback such as GSM8K's last number is read only
 once the chain has ended, or any step with a number in it would end its path), or reaches
 `max_depth`; or when the step budget ran out mid-step
-("length"). Scorers see (prompt, path text) pairs plus `steps=` (each path cut into its steps),
-`answers=` and `problems=` keyword lists; they return the score of each path's *last* step.
+("length"). Scorers get one `Candidate` per path (its text, its steps, its answer, and the new
+step's token logprobs when the scorer needs them) and return the score of its *last* step.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import Scorer
-from ponder.core.types import Completion, Node, Result
+from ponder.core.protocols import Candidate, Scorer
+from ponder.core.types import Completion, FinishReason, Node, Result
 from ponder.schemes.base import Run, SchemeConfig
 from ponder.schemes.vote import record, tally
 from ponder.verifiers import extract_answer
@@ -87,17 +87,18 @@ def step_answer(problem: Problem, text: str, ended: bool) -> str | None:
 
 
 class Tree:
-    """A search over one problem: expands and scores nodes of the run's trace."""
+    """A search over one problem: expands and scores nodes of the run's trace. `scorer` is the
+    step scorer (default: the one the run was given, else the config's `scorer` by name)."""
 
-    def __init__(self, run: Run, problem: Problem, scorer: Scorer | None,
-                 config: TreeConfig) -> None:
+    def __init__(self, run: Run, problem: Problem, config: TreeConfig,
+                 scorer: Scorer | None = None) -> None:
         self.run, self.problem, self.config = run, problem, config
         self.trace = run.trace
         self.prompt = run.model.render_chat(problem.messages)
-        self.scorer = scorer if scorer is not None else default_scorer(config.scorer, run)
-        name = config.scorer if scorer is None else getattr(scorer, "__name__",
-                                                              type(scorer).__name__)
-        self.trace.meta.update(scorer=name, aggregate=config.aggregate)
+        self.scorer = scorer if scorer is not None else run.step_scorer(config.scorer)
+        # the sampled tokens' logprobs of each new step, kept only for a scorer that reads them
+        self.logprobs: dict[int, tuple[float, ...] | None] = {}
+        self.trace.meta.update(scorer=self.scorer.name, aggregate=config.aggregate)
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -106,13 +107,6 @@ class Tree:
 
     def text(self, node: Node | None) -> str:
         return "".join(n.text for n in self.path(node))
-
-    def depth(self, node: Node | None) -> int:
-        return 0 if node is None else int(node.meta["depth"])
-
-    @staticmethod
-    def terminal(node: Node) -> bool:
-        return bool(node.meta.get("terminal"))
 
     # -- operators -----------------------------------------------------------------------
 
@@ -127,6 +121,8 @@ class Tree:
         if afford == 0 or not parents or self.run.cancelled:
             return []
         delimiter = self.problem.step_delimiter
+        if self.scorer.needs_logprobs:
+            changes.setdefault("logprobs", 0)
         completions = self.run.sample_prefixes(
             [self.prompt + self.text(p) for p in parents], k, stop=(delimiter,),
             max_tokens=step_tokens, keep_kv=True, **changes)
@@ -136,28 +132,48 @@ class Tree:
     def _child(self, parent: Node | None, c: Completion) -> Node:
         delimited = c.stop_string == self.problem.step_delimiter
         text = c.text + (self.problem.step_delimiter if delimited else "")
-        depth = self.depth(parent) + 1
-        node = self.trace.add(text, parent=None if parent is None else parent.id,
-                              tokens=c.completion_tokens,
-                              meta={"depth": depth, "finish_reason": c.finish_reason})
-        ended = not delimited or depth >= self.config.max_depth
-        node.answer = step_answer(self.problem, self.text(node), ended)
-        node.meta["terminal"] = ended or node.answer is not None
+        node = self.add_step(parent, text, c.completion_tokens, c.finish_reason,
+                             ended=not delimited)
+        if self.scorer.needs_logprobs:
+            self.logprobs[node.id] = (None if c.token_logprobs is None
+                                      else tuple(c.token_logprobs))
         return node
 
+    def add_step(self, parent: Node | None, text: str, tokens: int,
+                 finish_reason: FinishReason, *, ended: bool, reads: str | None = None) -> Node:
+        """A new step under `parent` (None: the root), with its answer (read off `reads`, by
+        default the whole path) and whether it is terminal: the chain `ended`, the step states
+        an answer, or the path is `max_depth` deep."""
+        depth = (0 if parent is None else parent.depth) + 1
+        node = self.trace.add(text, parent=None if parent is None else parent.id, tokens=tokens,
+                              depth=depth, finish_reason=finish_reason)
+        ended = ended or depth >= self.config.max_depth
+        node.answer = step_answer(self.problem, self.text(node) if reads is None else reads,
+                                  ended)
+        node.terminal = ended or node.answer is not None
+        return node
+
+    def candidate(self, node: Node, rest: Sequence[str] = (),
+                  token_logprobs: tuple[float, ...] | None = None) -> Candidate:
+        """A node's path as a scorer's candidate; `rest` adds steps after it (a rollout)."""
+        steps = (*(n.text for n in self.path(node)), *rest)
+        return Candidate(self.prompt, "".join(steps), steps, self.problem, node.answer,
+                         token_logprobs if rest else self.logprobs.get(node.id))
+
     def score(self, nodes: Sequence[Node]) -> None:
-        """Step scores from the scorer (None counts as 0), then each node's path value."""
+        """Step scores from the scorer, then each node's path value. A step the scorer has no
+        opinion on (None) keeps score None and counts as 0 in path values; the trace's meta
+        counts them (`unscored`)."""
         if not nodes:
             return
-        paths = [self.path(n) for n in nodes]
-        scores = self.scorer([self.prompt] * len(nodes), [self.text(n) for n in nodes],
-                             steps=[[s.text for s in p] for p in paths],
-                             answers=[n.answer for n in nodes],
-                             problems=[self.problem] * len(nodes))
+        scores = self.run.score(self.scorer, [self.candidate(n) for n in nodes])
         aggregate = AGGREGATIONS[self.config.aggregate]
-        for node, path, score in zip(nodes, paths, scores, strict=True):
-            node.score = 0.0 if score is None else float(score)
-            node.value = aggregate([s.score if s.score is not None else 0.0 for s in path])
+        for node, score in zip(nodes, scores, strict=True):
+            node.score = None if score is None else float(score)
+            node.value = aggregate([s.score if s.score is not None else 0.0
+                                    for s in self.path(node)])
+        if unscored := sum(score is None for score in scores):
+            self.trace.meta["unscored"] = self.trace.meta.get("unscored", 0) + unscored
 
     def best(self, nodes: Sequence[Node]) -> Node | None:
         """The highest value, the earliest among equals."""
@@ -179,12 +195,7 @@ class Tree:
     def finish_with(self, leaf: Node | None) -> Result:
         """The run's result for a chosen leaf (None: no path was found). A leaf the search
         had to leave unfinished ends with "length", as a chain cut by max_tokens does."""
-        cut = leaf is not None and leaf.answer is None and not self.terminal(leaf)
+        cut = leaf is not None and leaf.answer is None and not leaf.terminal
         return self.run.finish(leaf, None if leaf is None else leaf.answer,
                                "length" if cut else None)
 
-
-def default_scorer(name: str, run: Run) -> Scorer:
-    """A scorer by name, built on the run's metered model (its tokens count as reasoning)."""
-    from ponder.scorers import get_scorer
-    return get_scorer(name, run.metered)

@@ -1,26 +1,62 @@
-"""Scorers: value and reward functions in one batched shape, `fn(prompts, completions, **kw)`.
+"""Scorers: value and reward functions over typed candidates (ponder/core/protocols.py).
 
-A scorer may set `needs_logprobs = True` to have schemes ask the backend for token logprobs
-(passed back as `token_logprobs=`). The table maps names to factories taking the policy model,
+Every scorer has a `name`, says whether it `needs_logprobs`, and scores a batch of `Candidate`s
+(whole chains and tree paths alike) with `score(candidates)`. The table maps names to
+factories taking the model in the scheme's `judge` role (the policy unless another is given),
 so a judge can reuse it. Scorers that load a model of their own are named `KIND:PATH`
 (`prm:/models/my-prm`, `orm:/models/my-orm`); their factories take the path as well.
+A TRL-shaped reward function, `fn(prompts, completions, **kw)`, is a scorer through
+`RewardFunction`; `resolve_scorer` does that for whatever a caller hands a scheme.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ponder.core.errors import UnknownName
-from ponder.core.protocols import LanguageModel, Scorer
+from ponder.core.protocols import Candidate, LanguageModel, Scorer
 from ponder.scorers.confidence import Confidence
 from ponder.scorers.judge import StepJudge
 from ponder.scorers.prm import PRMScorer
 from ponder.scorers.rule import RuleScorer
 
+RewardFn = Callable[..., Sequence[float | None]]
+
+
+class Uniform:
+    """Every candidate scores 0.5: a search guided by nothing, to measure what the search
+    itself costs (benchmarks/tree_speed.py) or to explore without a scorer's opinion."""
+
+    name = "uniform"
+    needs_logprobs = False
+
+    def score(self, candidates: Sequence[Candidate]) -> list[float | None]:
+        return [0.5] * len(candidates)
+
+
+class RewardFunction:
+    """A TRL-shaped reward function as a scorer: `fn(prompts, completions, steps=, answers=,
+    problems=, token_logprobs=)` -> one score per completion (None: no opinion)."""
+
+    def __init__(self, fn: RewardFn, *, name: str | None = None,
+                 needs_logprobs: bool = False) -> None:
+        self.fn = fn
+        self.name: str = name or getattr(fn, "__name__", None) or type(fn).__name__
+        self.needs_logprobs = needs_logprobs
+
+    def score(self, candidates: Sequence[Candidate]) -> list[float | None]:
+        return list(self.fn([c.prompt for c in candidates], [c.text for c in candidates],
+                            steps=[list(c.steps) for c in candidates],
+                            answers=[c.answer for c in candidates],
+                            problems=[c.problem for c in candidates],
+                            token_logprobs=[c.token_logprobs for c in candidates]))
+
+
 SCORERS: dict[str, Callable[[LanguageModel], Scorer]] = {
     "confidence": lambda model: Confidence(),
     "judge": StepJudge,
     "rule": lambda model: RuleScorer(),
+    "uniform": lambda model: Uniform(),
 }
 
 # `KIND:PATH` names: a trained reward model at PATH (a save_pretrained directory or a hub id).
@@ -38,3 +74,14 @@ def get_scorer(name: str, model: LanguageModel) -> Scorer:
     if name not in SCORERS:
         raise UnknownName("scorer", name, [*SCORERS, *(f"{kind}:PATH" for kind in PATH_SCORERS)])
     return SCORERS[name](model)
+
+
+def resolve_scorer(given: Scorer | RewardFn | None, name: str, judge: LanguageModel) -> Scorer:
+    """The scorer a scheme uses: the one given (a TRL-shaped function wrapped), else the one
+    its config names, built on the `judge` role's model."""
+    if given is None:
+        return get_scorer(name, judge)
+    if isinstance(given, Scorer):
+        return given
+    return RewardFunction(given)
+

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+
+from ponder.core.errors import ConfigError
+from ponder.core.protocols import Candidate
 
 
 class Confidence:
+    name = "confidence"
     needs_logprobs = True
 
-    def __call__(self, prompts: Sequence[str], completions: Sequence[str], *,
-                 token_logprobs: Sequence[Sequence[float] | None] | None = None,
-                 **kwargs: Any) -> list[float | None]:
-        if token_logprobs is None:
-            return [None] * len(completions)
-        return [math.exp(sum(lp) / len(lp)) if lp else None for lp in token_logprobs]
+    def score(self, candidates: Sequence[Candidate]) -> list[float | None]:
+        """exp(mean logprob) of each candidate's newest tokens; None for one with no tokens."""
+        if any(c.token_logprobs is None for c in candidates):
+            raise ConfigError("scorer", self.name, "it reads the sampled tokens' logprobs and "
+                              "the model returned none; use a backend that gives logprobs "
+                              "(llama.cpp, an OpenAI-compatible server), or scorer=judge")
+        return [math.exp(sum(lp) / len(lp)) if lp else None
+                for lp in (c.token_logprobs or () for c in candidates)]

@@ -10,33 +10,23 @@ logprobs): score = P(Yes) / (P(Yes) + P(No)), summing over the surface forms of 
 Cost: one decoded token per scored step, and a prefill of only the judge's question: the
 judge prompt starts with the policy's prompt + path, whose KV the llama.cpp backend still holds
 from the expansion (`keep_kv`), so the longest-prefix cache reuses it
-(docs/results/tree_speed.md). Without `problems=` (a bare prompt) the judge falls back to a
-standalone prompt that quotes the problem and the steps.
+(docs/results/tree_speed.md). The judge is the model in the scheme's `judge` role: the policy
+itself unless another model is given for it (`--model judge=qwen-1.5b`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel
+from ponder.core.protocols import Candidate, LanguageModel
 from ponder.core.types import GenerationRequest, SamplingParams
 
-INSTRUCTION = ("Below is a problem and the beginning of a solution. Check the LAST step "
-               "carefully: its arithmetic, and whether it follows from the problem and the "
-               "steps before it.")
 QUESTION = "Is the last step correct? Answer with one word, Yes or No."
 FOLLOW_UP = ("Check the last step of your solution so far carefully: its arithmetic, and "
              "whether it follows from the problem and the steps before it. " + QUESTION)
 TOP = 20
-
-
-def judge_messages(question: str, steps: Sequence[str]) -> tuple[dict[str, str], ...]:
-    numbered = "\n\n".join(f"Step {i + 1}: {s.strip()}" for i, s in enumerate(steps))
-    return ({"role": "user", "content": f"{INSTRUCTION}\n\nProblem:\n{question.strip()}\n\n"
-             f"Solution so far:\n{numbered}\n\n{QUESTION}"},)
 
 
 def follow_up_messages(problem: Problem, path: str) -> tuple[dict[str, str], ...]:
@@ -58,29 +48,20 @@ def yes_probability(top: dict[str, float]) -> float | None:
 
 
 class StepJudge:
-    """Scores the last step of each (prompt, path) pair. With `problems=` (as tree.py passes
-    them) the judge continues each problem's conversation; without, it quotes `steps=`."""
+    """Scores the last step of each candidate: the judge continues the candidate's problem's
+    conversation with the path as the assistant's turn and asks about its last step."""
+
+    name = "judge"
+    needs_logprobs = False
 
     def __init__(self, model: LanguageModel) -> None:
         self.model = model
 
-    def __call__(self, prompts: Sequence[str], completions: Sequence[str], *,
-                 steps: Sequence[Sequence[str]] | None = None,
-                 problems: Sequence[Problem] | None = None,
-                 **kwargs: Any) -> list[float | None]:
-        if not completions:
+    def score(self, candidates: Sequence[Candidate]) -> list[float | None]:
+        if not candidates:
             return []
         params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP)
-        if problems is not None:  # continue the policy's own conversation (shared prefix)
-            requests = [GenerationRequest(params, messages=follow_up_messages(p, c))
-                        for p, c in zip(problems, completions, strict=True)]
-        else:
-            paths = steps if steps is not None else [[c] for c in completions]
-            requests = [GenerationRequest(params, messages=judge_messages(q, s))
-                        for q, s in zip(prompts, paths, strict=True)]
-        out = self.model.generate(requests)
-        scores: list[float | None] = []
-        for [c] in out:
-            top = c.top_logprobs[0] if c.top_logprobs else None
-            scores.append(yes_probability(top) if top else None)
-        return scores
+        requests = [GenerationRequest(params, messages=follow_up_messages(c.problem, c.text))
+                    for c in candidates]
+        return [yes_probability(c.top_logprobs[0]) if c.top_logprobs else None
+                for [c] in self.model.generate(requests)]

@@ -40,6 +40,7 @@ from typing import Any
 
 from ponder.core.errors import ConfigError, ModelLoadError, ModelNotFound
 from ponder.core.problem import Problem
+from ponder.core.protocols import Candidate
 
 FORMATS = ("token-classification", "causal-lm-tags", "sequence-classification")
 LOADERS = {  # format -> the transformers auto class that loads it
@@ -91,6 +92,8 @@ class PRMScorer:
     """A trained PRM or ORM loaded with transformers. `path` is a directory saved with
     `save_pretrained` (model and tokenizer) or, for users who are online, a hub id."""
 
+    needs_logprobs = False
+
     def __init__(self, path: str | Path, *, format: str | None = None,
                  separator: str | None = None, good_token: str = "+", bad_token: str = "-",
                  step_tag: str = "ки", chat: bool | None = None, system_prompt: str | None = None,
@@ -112,6 +115,7 @@ class PRMScorer:
             raise ConfigError("dtype", dtype, "use a torch dtype name: float32, bfloat16, ...")
         self.torch = torch
         self.path = str(path)
+        self.name = f"{'orm' if format == 'sequence-classification' else 'prm'}:{path}"
         config = _load(transformers.AutoConfig, self.path, trust_remote_code)
         arch = (getattr(config, "architectures", None) or [""])[0]
         qwen = arch == QWEN_PRM
@@ -144,12 +148,11 @@ class PRMScorer:
 
     # -- the scorer ------------------------------------------------------------------------------
 
-    def __call__(self, prompts: Sequence[str], completions: Sequence[str], *,
-                 steps: Sequence[Sequence[str]] | None = None,
-                 problems: Sequence[Problem] | None = None,
-                 **kwargs: Any) -> list[float | None]:
-        """The score of each completion's last step (None where it has no step)."""
-        scores = self.step_scores(prompts, completions, steps=steps, problems=problems)
+    def score(self, candidates: Sequence[Candidate]) -> list[float | None]:
+        """The score of each candidate's last step (None where it has no step)."""
+        scores = self.step_scores([c.prompt for c in candidates], [c.text for c in candidates],
+                                  steps=[c.steps for c in candidates],
+                                  problems=[c.problem for c in candidates])
         return [s[-1] if s else None for s in scores]
 
     def step_scores(self, prompts: Sequence[str], completions: Sequence[str], *,

@@ -28,9 +28,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, OnText
-from ponder.core.types import Result
+from ponder.core.types import Result, Usage
 from ponder.schemes import Scheme
 from ponder.schemes.effort import EFFORTS, Effort
 from ponder.serve.engine import Engine, Events, Ticket
@@ -50,6 +51,7 @@ from ponder.serve.protocol import (
     Params,
     PonderInfo,
     PromptDetails,
+    RoleInfo,
     UsageInfo,
 )
 
@@ -122,8 +124,10 @@ def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str],
             raise APIError(404, f"model {body.model!r} is not served here; this server has "
                            f"{', '.join(server.models)}", param="model", code="model_not_found")
         params = body.to_params(server.efforts, server.problem_for)
+        roles = _roles(body.ponder.roles, server.models)
+        params.schemes[0].check_roles(roles)
         reply = Reply(body.model, params)
-        call = Call(params, model, server.engine, server.engine.admit())  # or 503
+        call = Call(params, model, roles, server.engine, server.engine.admit())  # or 503
         if params.stream:
             return EventStream(_stream(call, reply), on_close=call.close)
         try:
@@ -160,9 +164,22 @@ class Answer:
     content_tokens: int
 
 
-def _answer(scheme: Scheme, params: Params, model: LanguageModel, on_text: OnText | None,
+def _roles(names: Mapping[str, str], served: Mapping[str, LanguageModel]
+           ) -> dict[str, LanguageModel]:
+    """The served models a request names for its scheme's roles (the names it was started
+    with; never a path or a hub id)."""
+    for role, name in names.items():
+        if name not in served:
+            raise ConfigError(f"ponder.roles.{role}", name,
+                              f"name a model this server hosts: {', '.join(served)}")
+    return {role: served[name] for role, name in names.items()}
+
+
+def _answer(scheme: Scheme, params: Params, model: LanguageModel,
+            roles: Mapping[str, LanguageModel], on_text: OnText | None,
             stop: threading.Event) -> Answer:
-    result = scheme(params.problem, model=model, on_text=on_text, should_stop=stop.is_set)
+    result = scheme(params.problem, model=model, roles=roles, on_text=on_text,
+                    should_stop=stop.is_set)
     content = params.cut(result.content)
     return Answer(result, content, model.count_tokens(content) if content else 0)
 
@@ -170,8 +187,10 @@ def _answer(scheme: Scheme, params: Params, model: LanguageModel, on_text: OnTex
 class Call:
     """One request in flight: its place in the queue, its runs, and their stop flag."""
 
-    def __init__(self, params: Params, model: LanguageModel, engine: Engine, ticket: Ticket):
+    def __init__(self, params: Params, model: LanguageModel, roles: Mapping[str, LanguageModel],
+                 engine: Engine, ticket: Ticket):
         self.params, self.model, self.engine, self.ticket = params, model, engine, ticket
+        self.roles = roles
         self.stop = threading.Event()
         self.tasks: list[asyncio.Task[Answer]] = []
 
@@ -180,7 +199,8 @@ class Call:
         await self.ticket.acquire()
         self.tasks = [
             asyncio.create_task(self.engine.run(
-                partial(_answer, scheme, self.params, self.model, on_text(i), self.stop),
+                partial(_answer, scheme, self.params, self.model, self.roles, on_text(i),
+                        self.stop),
                 self.stop))
             for i, scheme in enumerate(self.params.schemes)]
         return self.tasks
@@ -234,7 +254,8 @@ class Reply:
         info = PonderInfo(scheme=self.params.schemes[0].name,
                           answers=[a.result.answer for a in answers],
                           model_calls=sum(a.result.usage.model_calls for a in answers),
-                          seconds=round(max(a.result.usage.seconds for a in answers), 4))
+                          seconds=round(max(a.result.usage.seconds for a in answers), 4),
+                          by_role=by_role(answers))
         return ChatCompletion(id=self.id, created=self.created, model=self.model,
                               choices=choices, usage=usage(answers), ponder=info)
 
@@ -267,6 +288,16 @@ def usage(answers: list[Answer]) -> UsageInfo:
         prompt_tokens_details=PromptDetails(
             cached_tokens=sum(a.result.usage.cached_tokens for a in answers)),
         completion_tokens_details=CompletionDetails(reasoning_tokens=reasoning))
+
+
+def by_role(answers: list[Answer]) -> list[RoleInfo]:
+    """Each (role, model)'s cost, summed over the choices."""
+    total = Usage()
+    for a in answers:
+        total += a.result.usage
+    return [RoleInfo(role=p.role, model=p.model, prompt_tokens=p.prompt_tokens,
+                     completion_tokens=p.completion_tokens, model_calls=p.model_calls,
+                     model_seconds=round(p.model_seconds, 4)) for p in total.by_role]
 
 
 async def _stream(call: Call, reply: Reply) -> AsyncIterator[str]:

@@ -36,7 +36,6 @@ EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 EFFORT_LEVELS: tuple[str, ...] = typing.get_args(EffortLevel)
 DEFAULT_EFFORT = "low"
 MAX_CHOICES = 16  # n independent scheme runs per request
-LIVE_SCHEMES = {"cot"}  # one chain: its reasoning is the answer's, so it can stream as written
 
 
 # ----------------------------------------------------------------------------- request
@@ -72,10 +71,13 @@ class StreamOptions(_Body):
 
 class PonderOptions(_Body):
     """ponder's extensions. `scheme` overrides the effort's scheme (`name@N` sets N);
-    `scheme_args` sets that scheme's config fields (`ponder schemes` lists them)."""
+    `scheme_args` sets that scheme's config fields (`ponder schemes` lists them); `roles`
+    names a served model for each role the scheme asks besides the policy (the request's
+    `model`), e.g. `{"judge": "big"}`."""
 
     scheme: str | None = Field(default=None, examples=["self-consistency@8"])
     scheme_args: dict[str, Any] = Field(default_factory=dict)
+    roles: dict[str, str] = Field(default_factory=dict, examples=[{"judge": "qwen-1.5b"}])
     include_reasoning: bool = True
 
 
@@ -204,7 +206,7 @@ class Params:
     @property
     def live(self) -> bool:
         """Stream reasoning as it is generated (one chain) rather than after selection."""
-        return self.include_reasoning and self.schemes[0].name in LIVE_SCHEMES
+        return self.include_reasoning and self.schemes[0].entry.streams
 
     def cut(self, content: str) -> str:
         """OpenAI's `stop`, applied to the answer shown."""
@@ -250,6 +252,17 @@ class UsageInfo(BaseModel):
     completion_tokens_details: CompletionDetails = Field(default_factory=CompletionDetails)
 
 
+class RoleInfo(BaseModel):
+    """What one served model cost in one role, summed over the choices."""
+
+    role: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    model_calls: int
+    model_seconds: float
+
+
 class PonderInfo(BaseModel):
     """ponder's extension to a response: what the runs did, one entry per choice."""
 
@@ -257,6 +270,7 @@ class PonderInfo(BaseModel):
     answers: list[str | None]
     model_calls: int
     seconds: float
+    by_role: list[RoleInfo] = Field(default_factory=list)
 
 
 class ChatCompletion(BaseModel):

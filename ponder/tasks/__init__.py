@@ -4,7 +4,8 @@
 generated, not read (ponder/tasks/arith.py). Tasks from other JSONL files need no code:
 `ponder eval questions.jsonl --field question=problem --field answer=solution --checker math`
 (`resolve_task` below), or in Python `jsonl_task(path, question_field=..., answer_field=...,
-checker="numeric" | "math" | "exact" | "yesno")`.
+checker="numeric" | "math" | "exact" | "yesno")`. `load_questions` (records.py) gives a run
+its slice of a task's questions, each with a gold answer and its own id.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ponder.tasks.base import (
     jsonl_task,
     read_jsonl,
 )
+from ponder.tasks.records import load_questions
 from ponder.tasks.rules import RULES, Rules
 
 TASKS: dict[str, Task] = {
@@ -72,5 +74,5 @@ def get_task(name: str) -> Task:
 
 __all__ = [
     "BOXED_INSTRUCTION", "DEFAULT_TASK", "FIELDS", "RULES", "TASKS", "HubSource", "Record", "Rules",
-    "Task", "get_task", "jsonl_task", "read_jsonl", "resolve_task",
+    "Task", "get_task", "jsonl_task", "load_questions", "read_jsonl", "resolve_task",
 ]

@@ -176,9 +176,10 @@ class Task:
 
 
 def read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
-    """Rows of a JSONL file, lazily; blank lines are skipped, a bad line names its number."""
+    """Rows of a JSONL file, lazily; blank lines are skipped, a bad line names its number and
+    says what to do (a last line cut off mid-JSON says the file was cut short)."""
     if not path.is_file():
-        raise DataError(f"no data file at {path}")
+        raise DataError(f"no data file at {path}; give the path of a JSONL file")
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -186,9 +187,14 @@ def read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{number} is not valid JSON ({e.msg})") from None
+                if not line.endswith("\n"):  # the last line, and no newline ends it
+                    raise DataError(f"{path}:{number} ends mid-JSON ({e.msg}): the file was cut "
+                                    "short; write or download it again") from None
+                raise DataError(f"{path}:{number} is not valid JSON ({e.msg}); fix or delete "
+                                "that line") from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}:{number} is not a JSON object")
+                raise DataError(f"{path}:{number} is not a JSON object; write one object per "
+                                "line")
             yield row
 
 

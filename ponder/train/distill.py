@@ -14,8 +14,8 @@ r"""Distillation by rejection sampling: a teacher thinks, its verified chains tr
 3. `sft` (in `ponder.train.sft`): TRL's SFTTrainer on that chat data, full or LoRA, loss on the
    assistant reply only, the student saved atomically.
 
-This module holds the collection (teacher, filter, keep-k, dedupe), the kill-safe journal that
-makes it resumable and the `ponder distill` command.
+This module holds the collection (teacher, filter, keep-k, dedupe) and the kill-safe journal
+that makes it resumable; the `ponder distill` command (ponder/train/commands.py) runs them.
 
 Choices where the papers leave room:
   * A "chain" is a whole-chain scheme's node (self-consistency, best-of-n, refine's execution,
@@ -34,19 +34,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.files import write_text_atomic
 from ponder.core.protocols import LanguageModel
 from ponder.core.types import Result, Trace
-from ponder.train.sft import check_sft_args, sft, write_dataset
 
 if TYPE_CHECKING:
     from ponder.schemes import Scheme
@@ -74,11 +70,11 @@ def chains(trace: Trace) -> list[Chain]:
     for node in trace.nodes:
         if node.answer is None:
             continue
-        if "depth" in node.meta:  # a step of a tree: the chain is its path from the root
+        if node.is_step:  # a step of a tree: the chain is its path from the root
             text = "".join(trace.nodes[i].text for i in trace.path(node.id))
         else:
             text = node.text
-        out.append(Chain(text.strip(), node.answer, node.meta.get("finish_reason"), node.id))
+        out.append(Chain(text.strip(), node.answer, node.finish_reason, node.id))
     return out
 
 
@@ -238,132 +234,3 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
         self.done[record_id] = (examples, stats)
-
-
-# --- the command ---------------------------------------------------------------------------------
-
-def distill_command(
-    task: Annotated[str, typer.Argument(help="Task name: gsm8k, math500, game24, ...")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: collect.jsonl "
-                                      "(journal), dataset.jsonl, student/.")],
-    data: Annotated[Path | None, typer.Option(help="Training questions: a JSONL file, e.g. "
-                                              "gsm8k_train.jsonl. Default: the hub copy's "
-                                              "--split.")] = None,
-    split: Annotated[str, typer.Option(help="Hub split when --data is not given.")] = "train",
-    limit: Annotated[int | None, typer.Option(help="Use the first N questions.")] = None,
-    teacher: Annotated[str, typer.Option(help="Teacher model: catalog name, .gguf path, hub "
-                                         "id, URL#model, or fake.")] = "qwen-1.5b",
-    teacher_arg: Annotated[list[str] | None, typer.Option(
-        "--teacher-arg", help="key=value for the teacher's backend (repeatable), e.g. "
-        "n_ctx=8192.")] = None,
-    scheme: Annotated[str, typer.Option(help="The teacher's scheme spec; every chain in its "
-                                        "trace is a candidate.")] = "self-consistency@8",
-    keep: Annotated[int, typer.Option(help="Distinct verified chains kept per question.")] = 2,
-    prefer: Annotated[str, typer.Option(help="Which verified chains to keep: shortest or "
-                                        "first (sample order).")] = "shortest",
-    max_tokens: Annotated[int | None, typer.Option(help="Teacher tokens per chain.")] = None,
-    seed: Annotated[int, typer.Option(help="Sampling and training seed.")] = 0,
-    student: Annotated[str, typer.Option(help="Student: catalog name, .gguf path, "
-                                         "save_pretrained folder or hub id.")] = "default",
-    lora: Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (merged into the "
-                                       "saved student) instead of every weight.")] = False,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    epochs: Annotated[float, typer.Option(help="Passes over the dataset.")] = 1.0,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default 1e-5, LoRA "
-                                             "1e-4).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Examples per device per step.")] = 4,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
-    max_length: Annotated[int, typer.Option(help="Tokens per training example (prompt + "
-                                            "reply; longer replies are cut).")] = 1024,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
-    dataset_only: Annotated[bool, typer.Option("--dataset-only", help="Collect and write "
-                                               "dataset.jsonl; do not train.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing "
-                                            "OUT/student.")] = False,
-) -> None:
-    """Distil a teacher's verified reasoning into a student: collect, filter, fine-tune."""
-    from ponder.eval.runner import parse_model_args
-    from ponder.tasks import get_task
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    chosen = get_task(task)
-    records = training_records(chosen, data, split, limit)
-    teacher_args = parse_model_args(teacher_arg or [])
-    spec = make_scheme(scheme, keep=keep, prefer=prefer, seed=seed, max_tokens=max_tokens)
-    student_dir = out / "student"
-    if not dataset_only:
-        check_sft_args(lora_r=lora_r, epochs=epochs, lr=lr, batch_size=batch_size,
-                       grad_accum=grad_accum, max_length=max_length, max_steps=max_steps)
-        if student_dir.exists() and not overwrite:
-            raise ConfigError("out", str(out), f"{student_dir} exists; pass --overwrite to "
-                              "train it again, or use another --out")
-    header = {"task": chosen.name, "data": str(data.resolve()) if data else None,
-              "split": None if data else split, "teacher": teacher, "teacher_args": teacher_args,
-              "scheme": scheme, "keep": keep, "prefer": prefer, "max_tokens": max_tokens,
-              "seed": seed}
-    journal = Journal(out / "collect.jsonl", header)
-    todo = [r for r in records if r.id not in journal.done]
-    dataset = out / "dataset.jsonl"
-    parallel = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if parallel and (todo or not dataset.exists()):
-        raise ConfigError("out", str(out), "collect in one process first (the same command "
-                          "with --dataset-only), then train under accelerate launch")
-    if todo:
-        from ponder.models.catalog import load_model
-
-        say(f"teacher {teacher} on {len(todo)} questions ({len(records) - len(todo)} already "
-            f"in {journal.path})")
-        model = load_model(teacher, **teacher_args)
-        try:
-            for position, record in enumerate(todo, len(records) - len(todo) + 1):
-                kept, stats = collect_one(chosen, record, model, spec, keep=keep, prefer=prefer,
-                                          spec=scheme)
-                journal.add(record.id, kept, stats)
-                say(f"[{position}/{len(records)}] {record.id}: {stats.verified}/"
-                    f"{stats.chains} chains verified, {stats.kept} kept")
-        finally:
-            model.close()
-    examples = [e for r in records for e in journal.done[r.id][0]]
-    total = CollectStats()
-    for record in records:
-        total += journal.done[record.id][1]
-    if not parallel:
-        write_dataset(examples, dataset)
-    say(f"collected: {total.line()} → {dataset}")
-    if dataset_only:
-        return
-    if not examples:
-        raise DataError(f"no teacher chain checked on any of the {len(records)} questions; "
-                        "nothing to train on (try more samples, another scheme or teacher)")
-    outcome = sft(student, dataset, student_dir, lora=lora, lora_r=lora_r, lora_alpha=2 * lora_r,
-                  epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-                  max_length=max_length, max_steps=max_steps, seed=seed, echo=say)
-    last = f", last loss {outcome.losses[-1]:.4f}" if outcome.losses else ""
-    say(f"student: {outcome.steps} steps on {outcome.examples} examples ({outcome.dropped} "
-        f"dropped as too long){last}, {outcome.seconds:.0f} s → {student_dir}")
-
-
-def training_records(task: Task, data: Path | None, split: str,
-                     limit: int | None) -> list[Record]:
-    """The questions to distil on, with gold answers and unique ids."""
-    from dataclasses import replace
-
-    if limit is not None and limit < 1:
-        raise ConfigError("limit", limit, "use a positive number of questions")
-    if data is not None and data.is_dir():  # a directory would resolve to the test file
-        raise ConfigError("data", str(data), "give the training JSONL file itself, e.g. "
-                          "data/gsm8k_train.jsonl")
-    if data is None and task.path is None and task.hub is not None:
-        task = replace(task, hub=replace(task.hub, split=split))
-    records = task.load(data, limit=limit)
-    if not records:
-        raise DataError(f"task {task.name!r} has no questions in {data or 'its source'}")
-    missing = [r.id for r in records if r.gold is None]
-    if missing:
-        raise DataError(f"{len(missing)} questions have no gold answer (first: {missing[0]}); "
-                        "distillation checks the teacher against gold answers")
-    if len({r.id for r in records}) != len(records):
-        raise DataError(f"task {task.name!r} has duplicate question ids; ids must be unique")
-    return records

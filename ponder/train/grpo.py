@@ -6,11 +6,11 @@ them, use each reward minus its group's mean, divided by the group's std, as the
 
 The story, top to bottom: the data (a task's records -> TRL's conversational prompts, with `gold`
 as a column the rewards read); the rewards (ponder/verifiers/rewards.py, by name, with weights);
-a greedy held-out accuracy; `train`; and the typer command. The per-step log is
-ponder/train/grpo_log.py; the recipe (YAML + `--set` overrides, validated) is
-ponder/train/recipe.py. The default task, `arith`, is generated
-from the recipe (ponder/tasks/arith.py): sums a 135M model gets partly right, so rewards vary
-within a group.
+a greedy held-out accuracy; and `train`. The per-step log is ponder/train/grpo_log.py; the
+recipe (YAML + `--set` overrides, validated) and its table of reward names are
+ponder/train/recipe.py; the typer command is in ponder/train/commands.py. The default task,
+`arith`, is generated from the recipe (ponder/tasks/arith.py): sums a 135M model gets partly
+right, so rewards vary within a group.
 
 Where this departs from the paper (all TRL 1.16 defaults, kept on purpose):
 - `beta` defaults to 0: no KL term and no reference model (DAPO, Dr. GRPO; half the memory).
@@ -22,8 +22,8 @@ Where this departs from the paper (all TRL 1.16 defaults, kept on purpose):
 sampled completions whose answer is correct. Correctness is always computed for that reason, with
 weight 0 when a recipe leaves it out of `rewards`.
 
-Nothing heavy is imported at module level (cli.py imports this file): torch, TRL, datasets and
-PyYAML load inside the functions that need them.
+Nothing heavy is imported at module level: torch, TRL, datasets and PyYAML load inside the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -36,34 +36,28 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from ponder.core.errors import ConfigError
-from ponder.tasks import Task, arith, get_task
+from ponder.tasks import Task, arith, get_task, load_questions
 from ponder.train.grpo_log import log_callback
-from ponder.train.recipe import GRPORecipe, load_recipe, recipe_yaml
-from ponder.verifiers.rewards import correctness_reward, format_reward, length_penalty
+from ponder.train.recipe import REWARDS, GRPORecipe, RewardFunc, recipe_yaml
+from ponder.verifiers.rewards import correctness_reward
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
-
-RewardFunc = Callable[..., list[float | None]]
 
 # --- data ---------------------------------------------------------------------------------------
 
 
 def recipe_task(recipe: GRPORecipe) -> Task:
-    """The task the recipe trains on, with its instruction and hub split as the recipe says."""
+    """The task the recipe trains on, with its instruction as the recipe says."""
     task = get_task(recipe.task)
     if task is arith.TASK:  # generated from the recipe's operand range, operators and seed
         task = arith.arith_task(recipe.operand_min, recipe.operand_max, recipe.operators,
                                 seed=recipe.seed)
     if task.answer_field is None:
         raise ConfigError("task", recipe.task, "GRPO needs a task with gold answers")
-    if task.hub is not None:
-        task = dataclasses.replace(task, hub=dataclasses.replace(task.hub, split=recipe.split))
     if recipe.instruction is not None:
         task = dataclasses.replace(task, instruction=recipe.instruction)
     return task
@@ -76,11 +70,7 @@ def build_dataset(recipe: GRPORecipe) -> DatasetDict:
     from datasets import Dataset, DatasetDict
 
     task = recipe_task(recipe)
-    if recipe.data is not None and Path(recipe.data).is_dir():
-        # a directory resolves to the task's default file, which is its *test* split
-        raise ConfigError("data", recipe.data, "give the JSONL file itself, e.g. "
-                          "gsm8k_train.jsonl (a directory would pick the task's test file)")
-    records = task.load(recipe.data, limit=recipe.limit)
+    records = load_questions(task, split=recipe.split, data=recipe.data, limit=recipe.limit)
     if len(records) <= recipe.eval_size:
         raise ConfigError("eval_size", recipe.eval_size, f"only {len(records)} records were "
                           "loaded; hold out fewer so some are left to train on")
@@ -106,22 +96,9 @@ class NamedReward:
         return self.func(*args, **kwargs)
 
 
-# name -> (recipe, task) -> reward function; the functions live in ponder/verifiers/rewards.py
-REWARDS: dict[str, Callable[[GRPORecipe, Task], RewardFunc]] = {
-    # 1 when the task's checker accepts the extracted answer, else 0
-    "correctness": lambda recipe, task: functools.partial(
-        correctness_reward, extract=task.extract, check=task.check),
-    # 1 when the completion states a final answer (\boxed{}, ####, "the answer is"), else 0
-    "format": lambda recipe, task: format_reward,
-    # DAPO's soft overlong penalty: 0, then down to -1 over the last `length_buffer` tokens
-    "length": lambda recipe, task: length_penalty(recipe.max_completion_length,
-                                                  recipe.length_buffer),
-}
-
-
 def build_rewards(recipe: GRPORecipe, task: Task) -> tuple[list[RewardFunc], list[float]]:
-    """Reward functions and their weights. A zero weight drops a reward, except correctness,
-    which is always scored so that accuracy is logged."""
+    """Reward functions (recipe.REWARDS, by name) and their weights. A zero weight drops a
+    reward, except correctness, which is always scored so that accuracy is logged."""
     funcs: list[RewardFunc] = []
     weights: list[float] = []
     for name, weight in recipe.weights.items():
@@ -189,7 +166,7 @@ class GRPOResult:
 
 def _require_trl() -> None:
     from ponder.core.errors import ModelNotFound
-    from ponder.train.models import require_training
+    from ponder.models.torch_gguf import require_training
 
     require_training()
     try:
@@ -220,7 +197,7 @@ def train(
     from transformers import PrinterCallback, ProgressCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from ponder.train.models import load_trainable
+    from ponder.models.torch_gguf import load_trainable
 
     cuda = torch.cuda.is_available()
     if recipe.use_vllm and not (cuda and importlib.util.find_spec("vllm")):
@@ -292,35 +269,3 @@ def train(
                    "device": "cuda" if cuda else "cpu"}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return result
-
-
-# --- the command --------------------------------------------------------------------------------
-
-
-def grpo_command(
-    recipe: Annotated[Path | None, typer.Option(
-        "--recipe", "-r", metavar="YAML", help="YAML recipe (keys: docs/train_grpo.md). "
-        "Default: SmolLM2-135M on synthetic arithmetic.")] = None,
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", metavar="KEY=VALUE", help="key=value over the recipe (repeatable; values "
-        "read as YAML), e.g. --set learning_rate=2e-6 --set rewards.format=0.2.")] = None,
-    max_steps: Annotated[int | None, typer.Option(
-        "--max-steps", metavar="N", help="Optimizer steps (overrides the recipe's "
-        "max_steps).")] = None,
-    output_dir: Annotated[Path | None, typer.Option(
-        "--output-dir", "-o", metavar="DIR", help="Checkpoints, log.jsonl, summary.json and "
-        "final/.")] = None,
-) -> None:
-    """Train a model with GRPO on a task's verifiable rewards (TRL's GRPOTrainer)."""
-    cfg = load_recipe(recipe, overrides or [])
-    if max_steps is not None:
-        cfg = dataclasses.replace(cfg, max_steps=max_steps)
-    if output_dir is not None:
-        cfg = dataclasses.replace(cfg, output_dir=str(output_dir))
-    result = train(cfg)
-    moved = ""
-    if result.heldout_before is not None:
-        moved = (f"; held-out accuracy {result.heldout_before:.3f} -> "
-                 f"{result.heldout_after:.3f}")
-    _stderr(f"{result.steps} steps in {result.seconds:.0f} s ({result.seconds_per_step:.1f} s a "
-            f"step){moved}; model -> {result.final_dir}, log -> {result.log_path}")

@@ -1,10 +1,9 @@
 """A process reward model trained on Monte-Carlo step labels (Math-Shepherd, Wang et al. 2024,
-arXiv:2312.08935) in TRL's PRM format, so that `prm:PATH` scores with it; and the
-`ponder train prm` command, which labels (`ponder.train.prm_labels`) and then trains.
+arXiv:2312.08935) in TRL's PRM format, so that `prm:PATH` scores with it. The `ponder train
+prm` command (ponder/train/commands.py) labels (`ponder.train.prm_labels`) and then trains here.
 
 Holds `encode_row` (a labelled row as token ids and per-token targets), `token_classifier` and
-`load_base` (the model to train), `step_loss`, `train_prm` (the loop, and saving) and
-`prm_command`.
+`load_base` (the model to train), `step_loss` and `train_prm` (the loop, and saving).
 
 A token classifier (2 labels) on a causal LM's backbone: the input is TRL PRMTrainer's layout,
 [bos] + prompt + (step + separator) per step, and the loss is cross-entropy at the last token of
@@ -38,12 +37,10 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from ponder.core.errors import ConfigError, ModelLoadError
-from ponder.train.prm_labels import TARGETS, check_threshold, label_task, read_dataset
+from ponder.train.prm_labels import TARGETS, read_dataset
 from ponder.train.sft import publish_folder
 
 SEPARATOR = "\n"  # TRL PRMConfig's default step_separator; saved as config.step_separator
@@ -106,7 +103,7 @@ def load_base(base: str | tuple[Any, Any]) -> tuple[Any, Any]:
     """(token classifier, tokenizer) from a model spec (load_trainable's: catalog name, .gguf,
     save_pretrained folder, hub id) or a (model, tokenizer) pair. A causal LM gets a new head
     (`token_classifier`); a token classifier (a PRM saved by `train_prm`) is trained further."""
-    from ponder.train.models import load_trainable
+    from ponder.models.torch_gguf import load_trainable
 
     if isinstance(base, tuple):
         model, tokenizer = base
@@ -167,7 +164,8 @@ def train_prm(base: str | tuple[Any, Any], dataset_path: Path, out_dir: Path, *,
     if not separator:
         raise ConfigError("separator", separator, "use a non-empty string, e.g. a newline")
     rows = read_dataset(dataset_path, target)
-    from ponder.train.models import require_training
+    from ponder.models.torch_gguf import require_training
+
     require_training()
     import torch
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
@@ -257,88 +255,3 @@ class Collator:
             mask[i, :n] = 1
             targets[i, :n] = torch.tensor(b["targets"])
         return {"input_ids": ids, "attention_mask": mask, "targets": targets}
-
-
-# -- the command -----------------------------------------------------------------------------------
-
-def prm_command(
-    task: Annotated[str, typer.Argument(help="Task whose questions, prompt and answer checks "
-                                        "to use: gsm8k, math500, ...")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: labels.jsonl and the "
-                                      "PRM in final/.")] = Path("runs/prm"),
-    data: Annotated[Path | None, typer.Option(help="Training questions: a JSONL file (or a "
-                                              "directory with the task's file). Default: the "
-                                              "task's hub copy.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Use the first N questions.")] = 50,
-    policy: Annotated[str, typer.Option(help="Model that writes and completes solutions "
-                                        "(catalog name, .gguf, URL#model).")] = "default",
-    policy_arg: Annotated[list[str] | None, typer.Option(
-        "--policy-arg", help="key=value for the policy's backend (repeatable), e.g. "
-        "n_ctx=8192.")] = None,
-    samples: Annotated[int, typer.Option(help="Solutions sampled per question.")] = 4,
-    rollouts: Annotated[int, typer.Option(help="Completions per step (Math-Shepherd's "
-                                          "N).")] = 8,
-    threshold: Annotated[float | None, typer.Option(
-        help="A step is right if at least this fraction of its rollouts is. Default: if any "
-        "is (Math-Shepherd's hard estimation).")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature of solutions and "
-                                               "rollouts.")] = 0.7,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per solution or rollout.")] = 512,
-    seed: Annotated[int, typer.Option(help="Sampling and training seed.")] = 0,
-    base: Annotated[str, typer.Option(help="Causal LM the PRM starts from (catalog name, "
-                                      ".gguf, folder, hub id), or a PRM to train on.")]
-    = "smollm2-135m",
-    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 100,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-5,
-    batch_size: Annotated[int, typer.Option(help="Rows per optimiser step.")] = 4,
-    target: Annotated[str, typer.Option(help="hard: the bool labels (TRL's PRM loss); soft: "
-                                        "the MC fractions.")] = "hard",
-    max_length: Annotated[int, typer.Option(help="Tokens per training row (cut on the "
-                                            "right).")] = 1024,
-    separator: Annotated[str | None, typer.Option(help="Text after each step in the PRM's "
-                                                  "input. Default: the task's step delimiter "
-                                                  "(a blank line for most tasks).")] = None,
-    labels_only: Annotated[bool, typer.Option("--labels-only", help="Write labels.jsonl and "
-                                              "stop.")] = False,
-    dataset: Annotated[Path | None, typer.Option(help="Train on this labels file instead of "
-                                                 "labelling.")] = None,
-) -> None:
-    """Train a process reward model from Monte-Carlo step labels (Math-Shepherd)."""
-    from rich.console import Console
-
-    err = Console(stderr=True, highlight=False)
-
-    def say(line: str) -> None:
-        err.print(line, markup=False, soft_wrap=True)
-
-    if labels_only and dataset is not None:
-        raise ConfigError("dataset", str(dataset), "--labels-only labels; --dataset skips "
-                          "labelling: give one of them")
-    check_threshold(threshold)
-    if target not in TARGETS:
-        raise ConfigError("target", target, f"use one of {', '.join(TARGETS)}")
-    from ponder.tasks import get_task
-
-    separator = separator or get_task(task).step_delimiter
-    if dataset is None:
-        dataset = out / "labels.jsonl"
-        stats = label_task(task, data, limit, policy, policy_arg or [], dataset,
-                           samples=samples, rollouts=rollouts, threshold=threshold,
-                           temperature=temperature, max_tokens=max_tokens, seed=seed,
-                           say=say)
-        say(f"labels → {dataset}: {stats.solutions} solutions ({stats.right} right), "
-            f"{stats.steps} steps ({stats.positive} labelled right), {stats.generations} "
-            f"generations, {stats.completion_tokens} tokens in {stats.seconds:.0f} s")
-        if labels_only:
-            return
-    from ponder.train.models import require_training
-
-    require_training()
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # the loss lines are the progress
-    training = train_prm(base, dataset, out / "final", steps=steps, lr=lr,
-                         batch_size=batch_size, target=target, separator=separator,
-                         max_length=max_length, seed=seed,
-                         log=lambda step, loss: say(f"step {step}/{steps} loss {loss:.4f}"))
-    say(f"PRM → {training.path} (use it as scorer=prm:{training.path})")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ from ponder.core.files import write_text_atomic
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel
 from ponder.core.types import Completion, GenerationRequest, SamplingParams
-from ponder.models.wrap import Wrapper
+from ponder.core.wrap import Wrapper
 
 if TYPE_CHECKING:
     from ponder.tasks import Record, Task
@@ -231,12 +231,11 @@ def read_dataset(path: Path, target: str) -> list[dict[str, Any]]:
 # -- labelling a task ------------------------------------------------------------------------------
 
 def label_task(task_name: str, data: Path | None, limit: int | None, policy: str,
-               policy_args: Sequence[str], out: Path, *, samples: int, rollouts: int,
+               policy_args: Mapping[str, Any], out: Path, *, samples: int, rollouts: int,
                threshold: float | None, temperature: float, max_tokens: int, seed: int,
                say: Callable[[str], None]) -> LabelStats:
-    """Load the task's records and the policy, label, close the policy (freeing its memory
-    before training)."""
-    from ponder.eval.runner import parse_model_args
+    """Load the task's records and the policy (`load_model(policy, **policy_args)`), label,
+    close the policy (freeing its memory before training)."""
     from ponder.models.catalog import load_model
     from ponder.tasks import get_task
 
@@ -244,7 +243,7 @@ def label_task(task_name: str, data: Path | None, limit: int | None, policy: str
         raise ConfigError("limit", limit, "use 1 or more questions")
     task = get_task(task_name)
     records = task.load(data, limit=limit)
-    model = load_model(policy, **parse_model_args(policy_args))
+    model = load_model(policy, **policy_args)
     try:
         return build_dataset(task, records, model, out=out, samples_per_problem=samples,
                              rollouts=rollouts, threshold=threshold, max_tokens=max_tokens,

@@ -4,26 +4,44 @@
 
 `GRPORecipe` is a frozen dataclass that checks itself on construction: a bad value is a
 ConfigError naming the key, the value and the fix; an unknown task or reward name is an
-UnknownName listing the valid ones. `recipe_from_dict` coerces plain values (YAML's, or
-`--set`'s) to the fields' types, `load_recipe` reads a file and applies overrides in order, and
-`recipe_yaml` writes a recipe back in a form `load_recipe` reads. The keys are documented in
-docs/train_grpo.md; ponder/train/grpo.py runs a recipe.
+UnknownName listing the valid ones. `REWARDS` is the table of reward names a recipe may weight
+(the functions live in ponder/verifiers/rewards.py; grpo.py builds them for a run).
+`recipe_from_dict` coerces plain values (YAML's, or `--set`'s) to the fields' types,
+`load_recipe` reads a file and applies overrides in order, and `recipe_yaml` writes a recipe back
+in a form `load_recipe` reads. The keys are documented in docs/train_grpo.md;
+ponder/train/grpo.py runs a recipe.
 
 PyYAML is imported inside the functions that read or write YAML, so that importing this module
-(cli.py does, through grpo.py) stays light.
+stays light.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ponder.core.errors import ConfigError, UnknownName
-from ponder.tasks import TASKS
+from ponder.tasks import TASKS, Task
 from ponder.tasks.arith import OPERATIONS
+from ponder.verifiers.rewards import correctness_reward, format_reward, length_penalty
+
+RewardFunc = Callable[..., list[float | None]]
+
+# name -> (recipe, task) -> reward function; the functions live in ponder/verifiers/rewards.py
+REWARDS: dict[str, Callable[[GRPORecipe, Task], RewardFunc]] = {
+    # 1 when the task's checker accepts the extracted answer, else 0
+    "correctness": lambda recipe, task: functools.partial(
+        correctness_reward, extract=task.extract, check=task.check),
+    # 1 when the completion states a final answer (\boxed{}, ####, "the answer is"), else 0
+    "format": lambda recipe, task: format_reward,
+    # DAPO's soft overlong penalty: 0, then down to -1 over the last `length_buffer` tokens
+    "length": lambda recipe, task: length_penalty(recipe.max_completion_length,
+                                                  recipe.length_buffer),
+}
 
 
 def _default_rewards() -> dict[str, float]:
@@ -47,7 +65,7 @@ class GRPORecipe:
     operand_min: int = 1  # arith only (with `seed`)
     operand_max: int = 9
     operators: str = "+"
-    # rewards: name -> weight (grpo.REWARDS lists the names)
+    # rewards: name -> weight (REWARDS lists the names)
     rewards: dict[str, float] = field(default_factory=_default_rewards)
     length_buffer: int | None = None  # length penalty ramps over the last N tokens (default 1/4)
     # sampling
@@ -78,9 +96,6 @@ class GRPORecipe:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        # the reward table lives with the rewards in grpo.py, which imports this module
-        from ponder.train.grpo import REWARDS
-
         if self.task not in TASKS:
             raise UnknownName("task", self.task, TASKS)
         for name, weight in self.rewards.items():
@@ -147,7 +162,7 @@ class GRPORecipe:
 
 
 def _is_gguf(spec: str) -> bool:
-    from ponder.models.catalog import catalog_names
+    from ponder.models.gguf_files import catalog_names
 
     return spec.endswith(".gguf") or spec in catalog_names()
 

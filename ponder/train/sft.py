@@ -70,7 +70,7 @@ def sft(student: Any, dataset_path: str | Path, out_dir: str | Path, *,
     with one process saving. The result appears in `out_dir` whole or not at all: training and
     saving happen in `.<name>.partial` beside it, renamed into place at the end (an existing
     `out_dir` is replaced)."""
-    from ponder.train.models import load_trainable, require_training
+    from ponder.models.torch_gguf import load_trainable, require_training
 
     require_training()
     check_sft_args(lora_r=lora_r, epochs=epochs, lr=lr, batch_size=batch_size,

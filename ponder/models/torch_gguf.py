@@ -1,4 +1,6 @@
-"""Trainable torch models from ponder's model specs: catalog GGUFs, local HF folders, hub ids.
+"""GGUF -> trainable torch: plain transformers models from ponder's model specs (catalog GGUFs,
+.gguf paths, local HF folders, hub ids), for training (ponder.train) and for the transformers
+backend (transformers_lm.py).
 
 The offline models are GGUF files. transformers can read a GGUF and dequantise it into float32
 (`from_pretrained(folder, gguf_file=...)`), but the model it returns keeps a GGUF quantizer
@@ -15,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ponder.core.errors import ModelLoadError, ModelNotFound
+from ponder.core.errors import ConfigError, ModelLoadError, ModelNotFound
+from ponder.models.gguf_files import ALIASES, EMBEDDED, embedded_gguf
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -43,7 +46,6 @@ def load_trainable(spec: str, *, dtype: str = "float32"
 
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
-        from ponder.core.errors import ConfigError
         raise ConfigError("dtype", dtype, "use float32, bfloat16 or float16")
     gguf = _gguf_path(spec)
     model: Any
@@ -70,8 +72,6 @@ def load_trainable(spec: str, *, dtype: str = "float32"
 
 
 def _gguf_path(spec: str) -> Path | None:
-    from ponder.models.catalog import ALIASES, EMBEDDED, embedded_gguf
-
     if spec in EMBEDDED or spec in ALIASES:
         return embedded_gguf(spec)
     if spec.endswith(".gguf"):
