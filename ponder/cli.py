@@ -31,8 +31,10 @@ def fail(message: str, code: int = 2) -> None:
 @app.command()
 def solve(
     question: Annotated[str, typer.Argument(help="The question to think about.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Catalog name, .gguf path, hub id, "
-                                       "or OpenAI-compatible URL#model.")] = "default",
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="The policy: catalog name, .gguf path, hub id, or "
+        "OpenAI-compatible URL#model (default: default); repeat as ROLE=SPEC for a model in "
+        "another role, e.g. --model judge=qwen-1.5b.")] = None,
     scheme: Annotated[str | None, typer.Option("--scheme", "-s", help="A scheme spec: name@N"
                       ":key=value, e.g. self-consistency@8 or beam@4:scorer=judge (`ponder "
                       "schemes` lists them). Default: from --effort.")] = None,
@@ -54,8 +56,9 @@ def solve(
         "n_ctx=8192.")] = None,
 ) -> None:
     """Answer one question, thinking as hard as --effort or --scheme says."""
-    from ponder.cli_args import parse_model_args
-    from ponder.models.catalog import load_model
+    from ponder.cli_args import parse_model_args, parse_role_models
+    from ponder.core.types import POLICY
+    from ponder.models.catalog import close_models, load_models
     from ponder.schemes import get_scheme
     from ponder.schemes.effort import effort as effort_level
     from ponder.tasks import get_task
@@ -70,12 +73,15 @@ def solve(
                                             token_budget=budget, seed=seed).items()
                      if v is not None})
     chosen = get_scheme(scheme or level.scheme, **settings)
+    specs = parse_role_models(model or [])
+    chosen.check_roles(specs)  # a role the scheme never asks fails before anything loads
     problem = get_task(task).problem(question)
 
     generated = 0
 
-    with err.status(f"loading {model}…", spinner="dots") as status:
-        lm = load_model(model, **parse_model_args(model_arg or []))
+    with err.status(f"loading {', '.join(dict.fromkeys(specs.values()))}…",
+                    spinner="dots") as status:
+        models = load_models(specs, **parse_model_args(model_arg or []))
 
         def progress(_request: int, _sample: int, delta: str) -> None:
             nonlocal generated
@@ -84,16 +90,19 @@ def solve(
                 status.update(f"thinking with {chosen.name}… {generated} tokens")
 
         status.update(f"thinking with {chosen.name}…")
+        roles = {r: m for r, m in models.items() if r != POLICY}
         try:
-            result = chosen(problem, model=lm, on_text=progress)
+            result = chosen(problem, model=models[POLICY], roles=roles, on_text=progress)
         finally:
-            lm.close()
+            close_models(models)
 
     if trace is not None:
         write_text_atomic(trace, json.dumps(result.trace.to_dict(), indent=1))
     usage = result.usage
     if as_json:
-        payload = {"model": model, "scheme": chosen.name, **result.to_dict()}
+        payload = {"model": specs[POLICY], "scheme": chosen.name, **result.to_dict()}
+        if len(specs) > 1:
+            payload["roles"] = {r: s for r, s in specs.items() if r != POLICY}
         payload.pop("trace")
         out.print_json(json.dumps(payload))
         return

@@ -299,3 +299,62 @@ def test_a_request_names_served_models_for_roles() -> None:
         assert refused.status_code == 400, refused.text
         if param:
             assert refused.json()["error"]["param"] == param
+
+
+# -- roles through `ponder eval`, `ponder report` and `ponder solve` ---------------------------
+
+def test_eval_gives_each_scheme_the_roles_it_asks_and_stores_their_cost(tmp_path: Any) -> None:
+    import json
+
+    from ponder.eval.report import read_rows, role_table, summarize, to_markdown
+    from ponder.eval.runner import EvalConfig, run_eval
+
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "answer": "#### 7"}) + "\n"
+                            for i in range(2)))
+    cfg = EvalConfig(task="gsm8k", data=data, out=tmp_path / "run.db", model="small",
+                     roles={"judge": "big"}, schemes=("cot", "beam@2:expansions=2:scorer=judge"))
+    small, big = ScriptedModel(script, name="small"), Judge(["Yes"], name="big")
+    run_eval(cfg, model_factory=lambda: {"policy": small, "judge": big}, progress=False)
+    meta, rows = read_rows([tmp_path / "run.db"])
+    assert meta["roles"] == {"judge": "big"}
+    by_scheme = {r.scheme: {(p.role, p.model) for p in r.usage_by_role()} for r in rows}
+    assert by_scheme == {"cot": {("policy", "small")},
+                         "beam@2:expansions=2:scorer=judge": {("policy", "small"),
+                                                             ("judge", "big")}}
+    summaries = summarize(rows, order=meta["schemes"])
+    table = role_table(summaries)
+    assert table is not None and [cells[:3] for cells in table] == [
+        ["cot", "policy", "small"], ["beam@2:expansions=2:scorer=judge", "policy", "small"],
+        ["beam@2:expansions=2:scorer=judge", "judge", "big"]]
+    assert "Cost by role and model" in to_markdown(summaries, meta, "wilson")
+
+
+@pytest.mark.parametrize(("roles", "error", "says"), [
+    ({"oracle": "x"}, UnknownName, "unknown role 'oracle'"),
+    ({"planner": "x"}, ConfigError, "asks a planner"),
+])
+def test_eval_refuses_a_role_no_scheme_asks(tmp_path: Any, roles: dict[str, str],
+                                           error: type[Exception], says: str) -> None:
+    from ponder.eval.runner import EvalConfig
+
+    with pytest.raises(error, match=says):
+        EvalConfig(task="gsm8k", out=tmp_path / "r.db", schemes=("cot", "beam@2"), roles=roles)
+
+
+def test_solve_takes_models_by_role_and_reports_their_cost() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ponder.cli import app
+
+    shown = CliRunner().invoke(app, ["solve", "q", "--model", "fake", "--model", "judge=fake",
+                                     "--scheme", "best-of-n@2:scorer=judge", "--json"])
+    assert shown.exit_code == 0, shown.output
+    payload = json.loads(shown.stdout)
+    assert payload["roles"] == {"judge": "fake"}
+    assert [p["role"] for p in payload["usage"]["by_role"]] == ["policy", "judge"]
+    refused = CliRunner().invoke(app, ["solve", "q", "--model", "fake", "--model", "judge=fake"])
+    assert isinstance(refused.exception, ConfigError)  # main() prints it as one line, exit 2
+    assert "asks models in the roles policy" in str(refused.exception)

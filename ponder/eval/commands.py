@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ponder.core.errors import ConfigError
+from ponder.core.types import POLICY
 
 if TYPE_CHECKING:
     from ponder.eval.report import SchemeSummary
@@ -34,8 +35,10 @@ def eval_command(
     = "cot,self-consistency@8",
     seeds: Annotated[int, typer.Option(help="Seeds per sampled scheme (greedy cot runs "
                                        "once).")] = 1,
-    model: Annotated[str, typer.Option("--model", "-m", help="Catalog name, .gguf path, hub "
-                                       "id, OpenAI-compatible URL#model, or fake.")] = "default",
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="The policy: catalog name, .gguf path, hub id, OpenAI-compatible "
+        "URL#model, or fake (default: default); repeat as ROLE=SPEC for a model in another "
+        "role, e.g. --model judge=qwen-1.5b.")] = None,
     model_arg: Annotated[list[str] | None, typer.Option(
         "--model-arg", help="key=value passed to the model backend (repeatable; values parsed "
         "as JSON where they can be), e.g. n_ctx=8192.")] = None,
@@ -68,7 +71,7 @@ def eval_command(
         "none).")] = None,
 ) -> None:
     """Evaluate schemes on a task: every question × scheme × seed, stored as it finishes."""
-    from ponder.cli_args import parse_fields, parse_model_args
+    from ponder.cli_args import parse_fields, parse_model_args, parse_role_models
     from ponder.eval.report import summarize
     from ponder.eval.runner import EvalConfig, run_eval
     from ponder.eval.store import Store, command_line
@@ -76,10 +79,11 @@ def eval_command(
     specs = tuple(s.strip() for s in schemes.split(",") if s.strip())
     if not specs:
         raise ConfigError("schemes", schemes, "name at least one, e.g. cot,self-consistency@8")
-    cfg = EvalConfig(task=task, schemes=specs, out=out_path, model=model,
-                     model_args=parse_model_args(model_arg or []), split=split, data=data,
-                     limit=limit, start=start, seeds=seeds, max_tokens=max_tokens, resume=resume,
-                     concurrency=concurrency, share_samples=share_samples,
+    roles = parse_role_models(model or [])
+    cfg = EvalConfig(task=task, schemes=specs, out=out_path, model=roles.pop(POLICY),
+                     roles=roles, model_args=parse_model_args(model_arg or []), split=split,
+                     data=data, limit=limit, start=start, seeds=seeds, max_tokens=max_tokens,
+                     resume=resume, concurrency=concurrency, share_samples=share_samples,
                      temperature=temperature, fields=parse_fields(field or []), checker=checker,
                      instruction=instruction)
     outcome = run_eval(cfg, command=command_line())
@@ -136,7 +140,14 @@ def report_command(
 
 
 def print_table(summaries: Sequence[SchemeSummary], ci: str) -> None:
-    from ponder.eval.report import CI_METHODS, comparison_note, headers, table_cells
+    from ponder.eval.report import (
+        CI_METHODS,
+        ROLE_HEADERS,
+        comparison_note,
+        headers,
+        role_table,
+        table_cells,
+    )
 
     table = Table(*headers(summaries), box=None, pad_edge=False)
     for column in table.columns[1:]:
@@ -147,3 +158,10 @@ def print_table(summaries: Sequence[SchemeSummary], ci: str) -> None:
     out.print(CI_METHODS[ci].description, style="dim", markup=False)
     if any(s.gain_vs_baseline is not None for s in summaries):
         out.print(comparison_note(summaries), style="dim", markup=False)
+    if (roles := role_table(summaries)) is not None:
+        by_role = Table(*ROLE_HEADERS, box=None, pad_edge=False, title="cost by role and model")
+        for column in by_role.columns[3:]:
+            column.justify = "right"
+        for cells in roles:
+            by_role.add_row(*cells)
+        out.print(by_role)

@@ -31,7 +31,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ import numpy as np
 
 from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.files import atomic_file
+from ponder.core.types import Usage
 from ponder.eval.store import Row, Store
 from ponder.schemes import parse_spec
 
@@ -179,6 +180,18 @@ def read_rows(paths: Sequence[Path], positions: str | None = None
     return meta, sorted(rows.values(), key=lambda r: (r.position, r.scheme, r.seed))
 
 
+@dataclass(frozen=True)
+class RoleCost:
+    """What one (role, model) cost a scheme, per question (mean over its rows)."""
+
+    role: str
+    model: str
+    prompt_tokens: float
+    completion_tokens: float
+    model_calls: float
+    model_seconds: float
+
+
 @dataclass
 class SchemeSummary:
     scheme: str
@@ -203,6 +216,7 @@ class SchemeSummary:
     gain_low: float | None = None
     gain_high: float | None = None
     gain_questions: int = 0
+    by_role: list[RoleCost] = field(default_factory=list)  # empty for files before roles
 
 
 def summarize(rows: Iterable[Row], *, ci: str = "wilson", order: Sequence[str] = (),
@@ -248,7 +262,31 @@ def _summary(name: str, rows: Sequence[Row], method: CIMethod) -> SchemeSummary:
         mean_seconds=sum(r.model_seconds or 0.0 for r in rows) / n if model_time else wall,
         mean_wall_seconds=wall, seconds_are_model_time=model_time,
         mean_model_calls=sum(r.model_calls for r in rows) / n, baseline=None,
-        tokens_vs_baseline=None)
+        tokens_vs_baseline=None, by_role=_role_costs(rows))
+
+
+def _role_costs(rows: Sequence[Row]) -> list[RoleCost]:
+    """Each (role, model)'s mean cost per row, in the order the roles were first asked."""
+    total = Usage()
+    for r in rows:
+        total += Usage(by_role=r.usage_by_role())
+    n = len(rows)
+    return [RoleCost(p.role, p.model, p.prompt_tokens / n, p.completion_tokens / n,
+                     p.model_calls / n, p.model_seconds / n) for p in total.by_role]
+
+
+def role_table(summaries: Sequence[SchemeSummary]) -> list[list[str]] | None:
+    """Rows of the cost-by-role table (scheme, role, model, tokens/q, prompt tokens/q, calls/q,
+    model s/q), or None where every scheme used one model in one role."""
+    if all(len(s.by_role) <= 1 for s in summaries):
+        return None
+    return [[s.scheme, c.role, c.model, f"{c.completion_tokens:,.0f}",
+             f"{c.prompt_tokens:,.0f}", f"{c.model_calls:.1f}", f"{c.model_seconds:.2f}"]
+            for s in summaries for c in s.by_role]
+
+
+ROLE_HEADERS = ("scheme", "role", "model", "tokens/q", "prompt tokens/q", "calls/q",
+                "model s/q")
 
 
 # -- output formats -------------------------------------------------------------------------
@@ -300,6 +338,11 @@ def to_markdown(summaries: Sequence[SchemeSummary], meta: Mapping[str, Any], ci:
     lines += ["", f"{CI_METHODS[ci].description}. tokens/q: mean completion tokens per question "
               f"(discarded samples included); seconds/q: {_seconds_note(summaries)}; "
               + comparison_note(summaries)]
+    if (roles := role_table(summaries)) is not None:
+        lines += ["", "Cost by role and model, per question:", "",
+                  "| " + " | ".join(ROLE_HEADERS) + " |",
+                  "|---|---|---|" + "---:|" * (len(ROLE_HEADERS) - 3)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in roles]
     return "\n".join(lines) + "\n"
 
 

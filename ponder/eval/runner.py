@@ -6,8 +6,9 @@
 Order of work: question-major — for each question, every scheme and seed — so that at any moment
 (and after a kill) all schemes cover the same questions and a partial report compares like with
 like; the progress bar's ETA averages over the same mix of schemes the rest of the run has.
-The model is loaded once for the whole grid. Each scheme runs exactly as `ponder solve --scheme`
-runs it.
+The models are loaded once for the whole grid: the policy (`--model SPEC`) and any model for
+another role (`--model judge=SPEC`), which goes to the schemes that ask that role. Each scheme
+runs exactly as `ponder solve --scheme` runs it; each row keeps its cost per (role, model).
 
 `--concurrency K` works on K questions at once, each on its own thread (a question's schemes
 and seeds run in order on it); a batching backend (llama.cpp) decodes their sequences together,
@@ -38,9 +39,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ponder.core.errors import ConfigError
+from ponder.core.errors import ConfigError, UnknownName
 from ponder.core.protocols import LanguageModel, ShouldStop
-from ponder.core.types import Completion
+from ponder.core.types import POLICY, ROLES, Completion
 from ponder.eval.drain import Drain, drain_on_signals
 from ponder.eval.progress import LogLines, accuracy_text, progress_bar
 from ponder.eval.shared import SharedSamples
@@ -49,7 +50,8 @@ from ponder.schemes import Scheme, get_scheme
 from ponder.tasks.base import DEFAULT_CHECKER, Record, Task
 from ponder.tasks.records import load_questions
 
-ModelFactory = Callable[[], LanguageModel]
+# Builds the models for a run: the policy, or models by role (tests hand in fakes).
+ModelFactory = Callable[[], "LanguageModel | Mapping[str, LanguageModel]"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class EvalConfig:
     out: Path
     model: str = "default"
     model_args: Mapping[str, Any] = field(default_factory=dict)
+    # models for roles besides the policy (role -> spec), given to the schemes that ask them
+    roles: Mapping[str, str] = field(default_factory=dict)
     split: str = "test"
     data: Path | None = None
     limit: int | None = None
@@ -91,6 +95,13 @@ class EvalConfig:
             raise ConfigError("limit", self.limit, "use a positive number of questions")
         for spec in self.schemes:
             self.scheme(spec, 0)  # unknown names and bad settings fail now, in one line
+        for role in self.roles:
+            asked = [s for s in self.schemes if role in self.scheme(s, 0).entry.roles]
+            if role not in ROLES or role == POLICY:
+                raise UnknownName("role", role, [r for r in ROLES if r != POLICY])
+            if not asked:
+                raise ConfigError("model", f"{role}={self.roles[role]}",
+                                  f"none of {', '.join(self.schemes)} asks a {role}; drop it")
         if self.load_task().path is not None and self.data is not None:
             raise ConfigError("data", str(self.data), "a task given as a JSONL file is its own "
                               "data; drop --data")
@@ -131,7 +142,8 @@ class EvalConfig:
             settings["sha256"] = file_digest(task.path)
         if self.instruction is not None:  # absent unless given, as in older files
             settings["instruction"] = self.instruction
-        return {"model": self.model, "model_args": dict(self.model_args),
+        roles = {"roles": dict(self.roles)} if self.roles else {}  # absent in older files
+        return {"model": self.model, "model_args": dict(self.model_args), **roles,
                 "task": str(task.path.resolve()) if task.path else self.task,
                 "split": self.split, "data": str(self.data.resolve()) if self.data else None,
                 "settings": settings, "limit": self.limit,
@@ -193,10 +205,14 @@ def plan(cfg: EvalConfig, records: Sequence[Record]) -> list[Job]:
 
 
 def solve(job: Job, cfg: EvalConfig, task: Task, model: LanguageModel,
-          should_stop: ShouldStop | None = None) -> Row:
-    """Run one job as `ponder solve` would and judge it."""
+          should_stop: ShouldStop | None = None,
+          roles: Mapping[str, LanguageModel] | None = None) -> Row:
+    """Run one job as `ponder solve` would and judge it; `roles` are the run's models besides
+    the policy, each given to the schemes that ask it."""
     scheme = cfg.scheme(job.scheme, job.seed)
-    result = scheme(task.problem(job.record), model=model, should_stop=should_stop)
+    asked = {r: m for r, m in (roles or {}).items() if r in scheme.entry.roles}
+    result = scheme(task.problem(job.record), model=model, roles=asked,
+                    should_stop=should_stop)
     assert job.record.gold is not None  # load_records guarantees it
     correct = result.answer is not None and task.check(result.answer, job.record.gold)
     usage = result.usage
@@ -207,16 +223,18 @@ def solve(job: Job, cfg: EvalConfig, task: Task, model: LanguageModel,
         completion_tokens=usage.completion_tokens, reasoning_tokens=usage.reasoning_tokens,
         cached_tokens=usage.cached_tokens, model_calls=usage.model_calls, seconds=usage.seconds,
         finish_reason=result.finish_reason, trace=json.dumps(result.trace.to_dict()),
-        model_seconds=usage.model_seconds or None)  # 0: the backend does not report it
+        model_seconds=usage.model_seconds or None,  # 0: the backend does not report it
+        by_role=json.dumps([p.to_dict() for p in usage.by_role]))
 
 
 def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
              progress: bool = True, command: str = "", drain: Drain | None = None) -> Outcome:
-    """Run (or resume) the grid. `model_factory` replaces `load_model(cfg.model,
-    **cfg.model_args)`, e.g. for tests; the model is created once, only if work remains.
+    """Run (or resume) the grid. `model_factory` replaces loading `cfg.model` and `cfg.roles`
+    (each distinct spec once, with `cfg.model_args`), e.g. for tests; the models are created
+    once, only if work remains.
     Setting `drain` (or, on the main thread, SIGUSR1 or a first Ctrl-C) ends the run once the
     questions in flight are stored."""
-    from ponder.models.catalog import load_model
+    from ponder.models.catalog import close_models, load_models
 
     task = cfg.load_task()
     jobs = plan(cfg, load_records(cfg, task))
@@ -231,14 +249,15 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
         right = sum(done[job.key] for job in jobs if job.key in done)
         pools = Pools(store.samples(job.record.id for job in todo) if cfg.share_samples else {},
                       store.add_sample)
-        model = model_factory() if model_factory else load_model(cfg.model, **cfg.model_args)
+        models = (by_role(model_factory()) if model_factory
+                  else load_models({POLICY: cfg.model, **cfg.roles}, **cfg.model_args))
         try:
             with progress_bar(progress) as bar:
                 tid = bar.add_task(task.name, total=len(jobs), completed=outcome.resumed,
                                    acc=accuracy_text(right, outcome.resumed))
                 plain = progress and not bar.console.is_terminal
                 lines = LogLines(bar, tid, task.name) if plain else None
-                for row in _rows(todo, cfg, task, model, pools, drain):
+                for row in _rows(todo, cfg, task, models, pools, drain):
                     store.add(row)  # committed: a kill after this line keeps the row
                     outcome.written += 1
                     right += row.correct
@@ -247,7 +266,7 @@ def run_eval(cfg: EvalConfig, *, model_factory: ModelFactory | None = None,
                     if lines is not None:
                         lines.maybe_print()
         finally:
-            model.close()
+            close_models(models)
     outcome.drained = drain.is_set() and outcome.resumed + outcome.written < outcome.planned
     return outcome
 
@@ -271,7 +290,12 @@ class _Sample:
     sample: Completion
 
 
-def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageModel,
+def by_role(made: LanguageModel | Mapping[str, LanguageModel]) -> dict[str, LanguageModel]:
+    """A model factory's result as models by role: a lone model is the policy."""
+    return dict(made) if isinstance(made, Mapping) else {POLICY: made}
+
+
+def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task, models: Mapping[str, LanguageModel],
           pools: Pools, drain: Drain) -> Iterator[Row]:
     """The rows of `todo` as they finish, `cfg.concurrency` questions at a time; once `drain`
     is set, no question starts. Closing the iterator (an error, a second Ctrl-C) stops the
@@ -284,7 +308,7 @@ def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageModel
         for jobs in questions.values():
             if drain.is_set():
                 return
-            yield from _question(jobs, cfg, task, model, stop, pools.stored.get(jobs[0].record.id),
+            yield from _question(jobs, cfg, task, models, stop, pools.stored.get(jobs[0].record.id),
                                  partial(pools.keep, jobs[0].record.id))
         return
     done = object()
@@ -295,7 +319,7 @@ def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageModel
         try:
             if drain.is_set():  # a queued question: not begun, so nothing to finish
                 return
-            for row in _question(jobs, cfg, task, model, stop, pools.stored.get(q),
+            for row in _question(jobs, cfg, task, models, stop, pools.stored.get(q),
                                  lambda *sample: results.put(_Sample(q, *sample))):
                 results.put(row)
         except BaseException as e:  # handed to the main thread, which raises it
@@ -324,17 +348,20 @@ def _rows(todo: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageModel
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _question(jobs: Sequence[Job], cfg: EvalConfig, task: Task, model: LanguageModel,
-              stop: threading.Event, stored: Mapping[str, Mapping[int, Completion]] | None,
+def _question(jobs: Sequence[Job], cfg: EvalConfig, task: Task,
+              models: Mapping[str, LanguageModel], stop: threading.Event,
+              stored: Mapping[str, Mapping[int, Completion]] | None,
               keep: Callable[[str, int, Completion], None]) -> Iterator[Row]:
-    """One question's jobs in grid order, on one sample pool with --share-samples (started
-    from `stored`; each new sample goes to `keep`)."""
-    lm: LanguageModel = (SharedSamples(model, stored=stored, on_sample=keep)
-                         if cfg.share_samples else model)
+    """One question's jobs in grid order, on one sample pool of the policy's samples with
+    --share-samples (started from `stored`; each new sample goes to `keep`)."""
+    policy = models[POLICY]
+    lm: LanguageModel = (SharedSamples(policy, stored=stored, on_sample=keep)
+                         if cfg.share_samples else policy)
+    roles = {r: m for r, m in models.items() if r != POLICY}
     for job in jobs:
         if stop.is_set():
             return
-        row = solve(job, cfg, task, lm, should_stop=stop.is_set)
+        row = solve(job, cfg, task, lm, should_stop=stop.is_set, roles=roles)
         if stop.is_set():  # cut short: not a result
             return
         yield row

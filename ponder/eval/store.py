@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from ponder.core.errors import DataError, PonderError
-from ponder.core.types import Completion
+from ponder.core.types import Completion, RoleUsage
 
 SCHEMA_VERSION = 1
 # Meta keys that define *what* is evaluated: a resumed run must match them exactly.
-IDENTITY = ("model", "model_args", "task", "split", "data", "settings")
+IDENTITY = ("model", "model_args", "task", "split", "data", "settings", "roles")
 # Meta keys a resumed run may change (add schemes, seeds, questions): the latest run's are kept.
 # The rest (created, command, version, machine) describe the first run; `sessions` has them all.
 LATEST = ("schemes", "seeds", "limit")
@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS results (
     trace TEXT NOT NULL,                 -- ponder.core.types.Trace.to_dict(), JSON
     created TEXT NOT NULL,
     model_seconds REAL,                  -- Usage.model_seconds; NULL in files before it
+    by_role TEXT,                        -- Usage.by_role, JSON; NULL in files before it
     PRIMARY KEY (question_id, scheme, seed));
 CREATE TABLE IF NOT EXISTS samples (
     question_id TEXT NOT NULL, pool TEXT NOT NULL, idx INTEGER NOT NULL,
@@ -103,6 +104,11 @@ class Row:
     trace: str
     created: str = ""
     model_seconds: float | None = None  # model time (batched-step shares); wall is `seconds`
+    by_role: str | None = None  # Usage.by_role as JSON: the cost of each (role, model)
+
+    def usage_by_role(self) -> list[RoleUsage]:
+        """What each (role, model) cost in this row; [] in files written before roles."""
+        return [RoleUsage(**part) for part in json.loads(self.by_role or "[]")]
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -110,6 +116,9 @@ class Row:
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
+# Columns added after the first files were written, with their SQL types: an older file gets
+# them when it is next written to, and reads them as NULL until then.
+ADDED_COLUMNS = {"model_seconds": "REAL", "by_role": "TEXT"}
 
 
 def machine_info() -> dict[str, Any]:
@@ -166,9 +175,10 @@ class Store:
             if not tables >= REQUIRED:
                 raise sqlite3.DatabaseError("it has no results table")
             columns = {c for (_, c, *_) in conn.execute("PRAGMA table_info(results)")}
-            if write and "model_seconds" not in columns:  # written before the column existed
-                conn.execute("ALTER TABLE results ADD COLUMN model_seconds REAL")
-                columns.add("model_seconds")
+            for column, kind in ADDED_COLUMNS.items():  # written before the column existed
+                if write and column not in columns:
+                    conn.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
+                    columns.add(column)
         except sqlite3.DatabaseError as e:
             conn.close()
             raise DataError(f"{path} is not a ponder results database ({e}); "
