@@ -136,6 +136,8 @@ def schemes(
     rows = settings(name)  # an unknown name is a one-line error listing the schemes
     entry = SCHEMES[name]
     out.print(f"{name}: {entry.summary}", style="bold", markup=False, soft_wrap=True)
+    out.print(f"roles: {', '.join(entry.roles)} (--model ROLE=SPEC; a role without a model of "
+              f"its own is played by the policy)", markup=False, soft_wrap=True)
     out.print(f"settings, written {name}@N:key=value (@N sets n); defaults shown:", markup=False)
     for row in rows:
         shown = row.default if isinstance(row.default, str) else json.dumps(row.default)

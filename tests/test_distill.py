@@ -294,3 +294,39 @@ def test_command_collects_resumes_and_trains(tokenizer_dir: Path, tmp_path: Path
     assert isinstance(result.exception, ConfigError) and "keep" in str(result.exception)
     result = runner.invoke(app, [*args[:3], str(tmp_path), *args[4:]])
     assert isinstance(result.exception, ConfigError) and "training JSONL" in str(result.exception)
+
+
+# --- forced text: carried into the dataset, left out of the loss ---------------------------------
+
+def test_forced_spans_reach_the_dataset_and_the_labels(tokenizer_dir: Path, tmp_path: Path) -> None:
+    """A chain with inserted text (a tool's output) keeps its span in the distilled example;
+    SFT then labels those tokens -100, as it does the prompt, and still trains."""
+    from test_contracts import TOOL, TOOL_OUTPUT, tool_model
+
+    from ponder.train.distill import collect_one
+    from ponder.train.sft import _prompt_completion
+
+    [example], _ = collect_one(GSM8K, Record("six", "What is 6 * 7?", "42"), tool_model(), TOOL,
+                               keep=1)
+    reply = example["messages"][-1]["content"]
+    [[a, b]] = example["forced"]
+    assert reply[a:b] == TOOL_OUTPUT
+    path = write_dataset([example, {**example, "forced": []}], tmp_path / "d.jsonl")
+    rows = read_dataset(path)
+    assert rows[0]["forced"] == [[a, b]]
+
+    model, tokenizer = tiny_student(tokenizer_dir)
+    dataset, dropped = _prompt_completion(rows, tokenizer, 256)
+    assert dropped == 0 and set(dataset.column_names) == {"input_ids", "labels"}
+    with_forced, without = dataset[0], dataset[1]
+    assert with_forced["input_ids"] == without["input_ids"]
+    masked = [i for i, (x, y) in enumerate(zip(with_forced["labels"], without["labels"],
+                                               strict=True)) if x != y]
+    assert masked and all(with_forced["labels"][i] == -100 for i in masked)
+    shown = tokenizer.decode([with_forced["input_ids"][i] for i in masked])
+    assert "42" in shown and "output" in shown and "boxed" not in shown
+    prompt_len = with_forced["labels"].index(next(x for x in with_forced["labels"] if x != -100))
+    assert prompt_len > 0  # the prompt is masked too
+    outcome = sft(model, path, tmp_path / "student", tokenizer=tokenizer, lr=1e-2,
+                  batch_size=2, max_length=256, max_steps=2, echo=lambda line: None)
+    assert outcome.steps == 2 and all(loss == loss for loss in outcome.losses)

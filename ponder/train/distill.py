@@ -8,7 +8,9 @@ r"""Distillation by rejection sampling: a teacher thinks, its verified chains tr
    answer is a candidate — rejection sampling as in STaR (Zelikman et al. 2022, arXiv:2203.14465)
    and RFT (Yuan et al. 2023, arXiv:2308.01825, which also keeps only *distinct* correct paths).
    At most `keep` distinct chains per question are kept, each as one chat example: the task's
-   prompt (system + user) and the chain as the assistant's reply.
+   prompt (system + user) and the chain as the assistant's reply, with `forced`: the spans of
+   the reply that ponder inserted rather than the teacher sampled (tool output), which the
+   student's loss leaves out.
 2. `write_dataset` (in `ponder.train.sft`, beside `read_dataset`): the examples as JSONL (or
    Parquet), written atomically.
 3. `sft` (in `ponder.train.sft`): TRL's SFTTrainer on that chat data, full or LoRA, loss on the
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.files import write_text_atomic
 from ponder.core.protocols import LanguageModel
-from ponder.core.types import Result, Trace
+from ponder.core.types import Result, Span, Trace
 
 if TYPE_CHECKING:
     from ponder.schemes import Scheme
@@ -52,12 +54,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Chain:
-    """One complete line of reasoning in a trace; `order` is its place in sampling order."""
+    """One complete line of reasoning in a trace; `order` is its place in sampling order;
+    `forced` the spans of `text` that ponder inserted (tool output, a forced end of thinking),
+    which a student's loss leaves out."""
 
     text: str
     answer: str | None
     finish_reason: str | None
     order: int
+    forced: tuple[Span, ...] = ()
 
     @property
     def normalised(self) -> str:
@@ -70,12 +75,22 @@ def chains(trace: Trace) -> list[Chain]:
     for node in trace.nodes:
         if node.answer is None:
             continue
-        if node.is_step:  # a step of a tree: the chain is its path from the root
-            text = "".join(trace.nodes[i].text for i in trace.path(node.id))
-        else:
-            text = node.text
-        out.append(Chain(text.strip(), node.answer, node.finish_reason, node.id))
+        # a step of a tree: the chain is its path from the root
+        path = [trace.nodes[i] for i in trace.path(node.id)] if node.is_step else [node]
+        text, forced = "", []
+        for step in path:
+            forced += [(a + len(text), b + len(text)) for a, b in step.forced]
+            text += step.text
+        stripped, spans = strip_spans(text, forced)
+        out.append(Chain(stripped, node.answer, node.finish_reason, node.id, spans))
     return out
+
+
+def strip_spans(text: str, spans: Sequence[Span]) -> tuple[str, tuple[Span, ...]]:
+    """`text.strip()`, with spans of it moved to match (and cut to what is left)."""
+    lead, end = len(text) - len(text.lstrip()), len(text.rstrip())
+    moved = ((max(a, lead) - lead, min(b, end) - lead) for a, b in spans)
+    return text.strip(), tuple((a, b) for a, b in moved if a < b)
 
 
 def _shortest(candidates: list[Chain]) -> list[Chain]:
@@ -147,7 +162,8 @@ def collect_one(task: Task, record: Record, teacher: LanguageModel, scheme: Sche
     prompt = [dict(m) for m in problem.messages]
     examples = [{"messages": [*prompt, {"role": "assistant", "content": c.text}],
                  "id": record.id, "answer": c.answer, "gold": record.gold,
-                 "teacher": teacher.name, "scheme": spec or scheme.name} for c in kept]
+                 "teacher": teacher.name, "scheme": spec or scheme.name,
+                 "forced": [list(span) for span in c.forced]} for c in kept]
     return examples, stats
 
 

@@ -189,9 +189,12 @@ def _prompt_completion(rows: Sequence[Mapping[str, Any]], tokenizer: Any,
                        max_length: int) -> tuple[Any, int]:
     """Chat examples as TRL conversational prompt-completion pairs, dropping those whose prompt
     alone fills `max_length` (no reply token would be left to learn from). Replies longer than
-    the rest are truncated at the end, as TRL does."""
+    the rest are truncated at the end, as TRL does. Where any example has `forced` spans in its
+    reply (text ponder inserted), every example is tokenized here instead, into input ids and
+    labels that leave the prompt and the forced tokens out of the loss (`masked_example`)."""
     from datasets import Dataset
 
+    masked = any(row.get("forced") for row in rows)
     pairs, dropped = [], 0
     for row in rows:
         *prompt, reply = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
@@ -200,12 +203,34 @@ def _prompt_completion(rows: Sequence[Mapping[str, Any]], tokenizer: Any,
         if len(ids) >= max_length:
             dropped += 1
             continue
-        pairs.append({"prompt": prompt, "completion": [reply]})
+        pairs.append(masked_example(prompt, reply, row.get("forced") or [], tokenizer,
+                                    max_length) if masked
+                     else {"prompt": prompt, "completion": [reply]})
     if not pairs:
         raise DataError(f"no example left to train on ({len(rows)} in the dataset, {dropped} "
                         f"with prompts of max_length={max_length} tokens or more); raise "
                         "--max-length or collect more examples")
     return Dataset.from_list(pairs), dropped
+
+
+def masked_example(prompt: Sequence[Mapping[str, str]], reply: Mapping[str, str],
+                   forced: Sequence[Sequence[int]], tokenizer: Any,
+                   max_length: int) -> dict[str, list[int]]:
+    """One chat example as `input_ids` and `labels` (TRL takes both as they are): the labels are
+    -100 on the prompt and on every token that overlaps a forced span of the reply (character
+    offsets into its content), the token id elsewhere, the reply's end-of-turn included; cut at
+    `max_length`. Needs a fast tokenizer (character offsets)."""
+    head = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+    whole = tokenizer.apply_chat_template([*prompt, reply], tokenize=False)
+    start = whole.find(reply["content"], len(head)) if whole.startswith(head) else -1
+    if start < 0:
+        raise DataError("this tokenizer's chat template does not write the reply after the "
+                        "prompt as given; train without forced spans (drop 'forced')")
+    spans = [(start + a, start + b) for a, b in forced]
+    enc = tokenizer(whole, add_special_tokens=False, return_offsets_mapping=True)
+    labels = [-100 if e <= len(head) or any(s < b and e > a for a, b in spans) else token
+              for token, (s, e) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)]
+    return {"input_ids": list(enc["input_ids"])[:max_length], "labels": labels[:max_length]}
 
 
 def _trainer(model: Any, tokenizer: Any, dataset: Any, work: Path, *, lora: bool, lora_r: int,
