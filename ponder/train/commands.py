@@ -171,9 +171,9 @@ def prm_command(
                                         "to use: gsm8k, math500, ...")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: labels.jsonl and the "
                                       "PRM in final/.")] = Path("runs/prm"),
-    data: Annotated[Path | None, typer.Option(help="Training questions: a JSONL file (or a "
-                                              "directory with the task's file). Default: the "
-                                              "task's hub copy.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Training questions: a JSONL file. "
+                                              "Default: the task's hub copy (train "
+                                              "split).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use the first N questions.")] = 50,
     policy: Annotated[str, typer.Option(help="Model that writes and completes solutions "
                                         "(catalog name, .gguf, URL#model).")] = "default",

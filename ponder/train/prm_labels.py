@@ -234,15 +234,15 @@ def label_task(task_name: str, data: Path | None, limit: int | None, policy: str
                policy_args: Mapping[str, Any], out: Path, *, samples: int, rollouts: int,
                threshold: float | None, temperature: float, max_tokens: int, seed: int,
                say: Callable[[str], None]) -> LabelStats:
-    """Load the task's records and the policy (`load_model(policy, **policy_args)`), label,
-    close the policy (freeing its memory before training)."""
+    """Load the task's training questions (with gold answers and unique ids, as every run
+    reads them) and the policy (`load_model(policy, **policy_args)`), label, close the policy
+    (freeing its memory before training)."""
     from ponder.models.catalog import load_model
     from ponder.tasks import get_task
+    from ponder.tasks.records import load_questions
 
-    if limit is not None and limit < 1:
-        raise ConfigError("limit", limit, "use 1 or more questions")
     task = get_task(task_name)
-    records = task.load(data, limit=limit)
+    records = load_questions(task, split="train", data=data, limit=limit)
     model = load_model(policy, **policy_args)
     try:
         return build_dataset(task, records, model, out=out, samples_per_problem=samples,
