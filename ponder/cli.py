@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ponder.core.errors import ConfigError, PonderError
-from ponder.core.files import write_text_atomic
+from ponder.core.errors import ConfigError, DataError, PonderError
+from ponder.core.files import check_writable, write_text_atomic
 from ponder.eval.commands import eval_command, report_command
 from ponder.serve.commands import serve_command
 from ponder.trace_view import trace_command
@@ -28,9 +28,54 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def read_question(question: str | None, file: Path | None) -> str:
+    """The question from the argument, standard input (`-`) or --file; a file or pipe holds
+    questions too long for an argument (the OS caps one at about 128 KiB)."""
+    if question is not None and file is not None:
+        raise ConfigError("file", str(file), "give the question as an argument or in --file, "
+                          "not both")
+    if file is not None:
+        source, how = f"--file {file}", "write the question in it"
+        try:
+            data = file.read_bytes()
+        except OSError as e:  # missing, a folder, no permission
+            raise DataError(f"cannot read --file {file} ({e.strerror or e}); give a text file "
+                            "holding the question") from None
+    elif question == "-":
+        source, how = "standard input", 'pipe it in, e.g. echo "QUESTION" | ponder solve -'
+        if sys.stdin is None:  # closed by the caller
+            raise DataError(f"{source} is closed; {how}")
+        if sys.stdin.isatty():
+            err.print("reading the question from standard input (end it with Ctrl-D)",
+                      style="dim", markup=False)
+        try:
+            data = typer.get_binary_stream("stdin").read()
+        except OSError as e:  # an I/O error on a terminal or device
+            raise DataError(f"cannot read {source} ({e.strerror or e}); {how}") from None
+    elif question is None:
+        raise ConfigError("question", "", 'ask one: ponder solve "QUESTION", ponder solve - '
+                          "(standard input) or ponder solve --file PATH")
+    else:
+        return question
+    try:
+        text = data.decode("utf-8-sig")  # a BOM, as some editors write, is not the question's
+    except UnicodeDecodeError as e:
+        raise DataError(f"{source} is not UTF-8 text (byte {e.start} is {data[e.start]:#04x}); "
+                        "save it as UTF-8") from None
+    if not text.strip():
+        raise DataError(f"{source} holds no question; {how}")
+    return text.strip()
+
+
 @app.command()
 def solve(
-    question: Annotated[str, typer.Argument(help="The question to think about.")],
+    question: Annotated[str | None, typer.Argument(
+        help="The question to think about; - reads it from standard input.",
+        metavar="QUESTION", show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="Read the question from this UTF-8 text file (for one too long for an "
+        "argument).", show_default=False,
+        readable=False)] = None,  # read_question says why it cannot, in one line
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help="The policy: catalog name, .gguf path, hub id, or "
         "OpenAI-compatible URL#model (default: default); repeat as ROLE=SPEC for a model in "
@@ -63,8 +108,11 @@ def solve(
     from ponder.schemes.effort import effort as effort_level
     from ponder.tasks import get_task
 
+    question = read_question(question, file)
     if not question.strip():
         raise ConfigError("question", question, "ask a non-empty question")
+    if trace is not None:
+        check_writable(trace, "--trace")  # before the model runs, not after
     level = effort_level(effort)
     settings: dict[str, Any] = dict(level.settings)
     if scheme is not None:  # an explicit scheme does not inherit the effort's scheme settings

@@ -86,6 +86,13 @@ def test_schemes_unknown_name_is_one_line() -> None:
                      id="missing-package"),
         pytest.param(["q", "--model", "http://127.0.0.1:9/v1#m"], "cannot reach",
                      id="unreachable-server"),
+        pytest.param(["q", "--trace", "/"], "--trace / is a folder", id="trace-folder"),
+        pytest.param(["q", "--trace", "/proc/version/t.json"], "is a file, not a folder",
+                     id="trace-under-a-file"),
+        pytest.param(["q", "--model", "fake", "--model", "judge=fake"],
+                     "scheme 'cot' asks models in the roles policy", id="role-not-asked"),
+        pytest.param(["q", "--model", "oracle=fake"], "unknown role 'oracle'",
+                     id="unknown-role"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -107,3 +114,61 @@ def test_bad_gguf_file(tmp_path: Path, content: bytes, message: str) -> None:
     path.write_bytes(content)
     proc = solve("q", "--model", str(path))
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- the question from standard input or a file ---------------------------------------------------
+
+def test_solve_reads_the_question_from_stdin_or_a_file(tmp_path: Path) -> None:
+    """The same question reaches the model whichever way it comes: same answer, same prompt."""
+    path = tmp_path / "q.txt"
+    path.write_bytes("\ufeffWhat is 6*7?\n".encode())  # a BOM and a newline, as editors leave
+    given = runner.invoke(app, ["solve", "What is 6*7?", "--model", "fake", "--json"])
+    piped = runner.invoke(app, ["solve", "-", "--model", "fake", "--json"],
+                          input="What is 6*7?\n")
+    read = runner.invoke(app, ["solve", "--file", str(path), "--model", "fake", "--json"])
+    for result in (given, piped, read):
+        assert result.exit_code == 0, result.output
+    answers = [json.loads(r.stdout) for r in (given, piped, read)]
+    assert [a["answer"] for a in answers] == ["42"] * 3
+    assert len({a["usage"]["prompt_tokens"] for a in answers}) == 1
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_question_too_long_for_an_argument_is_solved(tmp_path: Path, how: str) -> None:
+    question = "What is 6*7?" + " word" * 40_000  # 200,012 characters: over Linux's 128 KiB
+    path = tmp_path / "long.txt"                     # cap on one argument
+    path.write_text(question, encoding="utf-8")
+    args = ["--model", "fake", "--json"]
+    proc = (solve("--file", str(path), *args) if how == "file" else
+            subprocess.run([sys.executable, "-m", "ponder.cli", "solve", "-", *args],
+                           input=question, capture_output=True, text=True, timeout=120))
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert payload["answer"] == "42"
+    assert payload["usage"]["prompt_tokens"] > 40_000  # the whole question reached the model
+
+
+@pytest.mark.parametrize(
+    ("args", "content", "stdin", "message"),
+    [
+        pytest.param(["--file", "missing.txt"], None, "", "cannot read --file", id="missing"),
+        pytest.param(["--file", "."], None, "", "cannot read --file", id="a-folder"),
+        pytest.param(["--file", "q.txt"], b"\xff\xfe6*7?", "", "is not UTF-8 text",
+                     id="not-utf8"),
+        pytest.param(["--file", "q.txt"], b" \n\n", "", "holds no question", id="blank-file"),
+        pytest.param(["-"], None, "  \n", "standard input holds no question", id="blank-stdin"),
+        pytest.param(["6*7?", "--file", "q.txt"], b"6*7?", "", "not both", id="both"),
+        pytest.param([], None, "", "ask one", id="no-question"),
+    ],
+)
+def test_a_bad_question_source_is_one_line(tmp_path: Path, args: list[str],
+                                           content: bytes | None, stdin: str,
+                                           message: str) -> None:
+    if content is not None:
+        (tmp_path / "q.txt").write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "ponder.cli", "solve", *args, "--model", "fake"],
+                          input=stdin, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines

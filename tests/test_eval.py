@@ -467,6 +467,109 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert again.stderr.strip().count("\n") == 0 and "--resume" in again.stderr
 
 
+def ponder(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m ponder.cli ARGS` in `cwd`, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "ponder.cli", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], message: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        pytest.param("file.txt/run.db", "file.txt is a file, not a folder", id="under-a-file"),
+        pytest.param("file.txt/deeper/run.db", "file.txt is a file, not a folder",
+                     id="deeper-under-a-file"),
+        pytest.param("folder", "--out folder is a folder; give a file in it", id="a-folder"),
+    ],
+)
+def test_eval_to_an_unusable_out_is_one_line_and_writes_nothing(tmp_path: Path, out: str,
+                                                                message: str) -> None:
+    write_questions(tmp_path / "q.jsonl")
+    (tmp_path / "file.txt").write_text("notes\n")
+    (tmp_path / "folder").mkdir()
+    before = listing(tmp_path)
+    proc = ponder("eval", "gsm8k", "--data", "q.jsonl", "--model", "fake", "--schemes", "cot",
+                  "--out", out, cwd=tmp_path)
+    assert_one_line_error(proc, message)
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes to a read-only folder")
+def test_eval_into_a_read_only_folder_is_one_line(tmp_path: Path) -> None:
+    write_questions(tmp_path / "q.jsonl")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    proc = ponder("eval", "gsm8k", "--data", "q.jsonl", "--model", "fake", "--schemes", "cot",
+                  "--out", "locked/sub/run.db", cwd=tmp_path)
+    assert_one_line_error(proc, "is not writable; choose another --out")
+    assert listing(locked) == []
+
+
+def test_a_failed_create_leaves_no_file_or_folder_behind(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "deeper" / "run.db"
+    with pytest.raises(TypeError):  # the meta cannot be written: after the file was created
+        Store.create(path, {"model": object()}, resume=False)
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["missing.db"], "no results database at missing.db", id="missing"),
+        pytest.param(["folder"], "folder is a folder; give a results file", id="a-folder"),
+        pytest.param(["file.txt"], "file.txt is not a ponder results database",
+                     id="not-a-database"),
+        pytest.param(["hand.db", "file.txt/more.db"], "no results database at file.txt/more.db",
+                     id="under-a-file"),
+        pytest.param(["hand.db", "--plot", "folder"], "invalid plot='folder': give a file",
+                     id="plot-to-a-folder"),
+        pytest.param(["hand.db", "--plot", "file.txt/plot.png"], "cannot write the plot to "
+                     "file.txt/plot.png", id="plot-under-a-file"),
+    ],
+)
+def test_report_on_an_unusable_path_is_one_line_and_writes_nothing(
+        hand_db: Path, args: list[str], message: str) -> None:
+    folder = hand_db.parent
+    (folder / "file.txt").write_text("notes\n")
+    (folder / "folder").mkdir()
+    before = listing(folder)
+    assert_one_line_error(ponder("report", *args, cwd=folder), message)
+    assert listing(folder) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root reads a file without read permission")
+def test_report_on_an_unreadable_file_is_one_line(hand_db: Path) -> None:
+    hand_db.chmod(0)
+    assert_one_line_error(ponder("report", hand_db.name, cwd=hand_db.parent),
+                          "cannot read hand.db (permission denied)")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes to a read-only folder")
+def test_report_reads_a_file_in_a_read_only_folder(hand_db: Path) -> None:
+    """A reader of a WAL database makes files beside it: where it cannot, it reads in place."""
+    hand_db.parent.chmod(0o555)
+    try:
+        proc = ponder("report", hand_db.name, "--json", cwd=hand_db.parent)
+    finally:
+        hand_db.parent.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert [s["rows"] for s in json.loads(proc.stdout)["schemes"]] == [10, 10]
+
+
 # ---- concurrency and shared samples ---------------------------------------------------------
 
 def by_index(prompt: str, i: int) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,18 +23,22 @@ URL = "http://testserver/v1"
 
 
 class Server:
-    """A scripted server: answers `text` for every choice, records every request body.
+    """A scripted server: answers `text` for every choice (or choice k `texts[k]`), records
+    every request body. Its tokens are whitespace words (`/tokenize`, when `tokenize`; vLLM's
+    `token_ids` on each choice, when `token_ids`).
 
     `n_supported=False` returns one choice whatever `n` is (as many servers do); `faults` is a
     list of things to do instead of answering, consumed one per request: an int status code or
-    an exception to raise."""
+    an exception to raise; `delay` is seconds to wait before answering."""
 
     def __init__(self, *, text: str = "four", n_supported: bool = True,
                  faults: list[Any] | None = None, models: tuple[str, ...] = ("m",),
                  choice: dict[str, Any] | None = None, usage: dict[str, Any] | None = None,
-                 tokenize: bool = False) -> None:
+                 tokenize: bool = False, texts: tuple[str, ...] = (), token_ids: bool = False,
+                 delay: float = 0.0) -> None:
         self.text, self.n_supported, self.faults = text, n_supported, list(faults or [])
         self.models, self.choice, self.tokenize = models, choice or {}, tokenize
+        self.texts, self.token_ids, self.delay = texts, token_ids, delay
         self.usage = usage if usage is not None else {"prompt_tokens": 7, "completion_tokens": 2}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
@@ -61,14 +67,18 @@ class Server:
             return httpx.Response(404, json={"error": {"message": "model not found"}})
         n = body.get("n", 1) if self.n_supported else 1
         chat = path.endswith("chat/completions")
-        content = {"message": {"role": "assistant", "content": self.text}} if chat else {
-            "text": self.text}
-        choices = [{"index": k, **content, "finish_reason": "stop", **self.choice}
+        choices = [{"index": k, **self.content(k, chat), "finish_reason": "stop", **self.choice}
                    for k in range(n)]
+        time.sleep(self.delay)
         if body.get("stream"):
             return httpx.Response(200, stream=httpx.ByteStream(b"".join(sse(choices, chat,
                                                                             self.usage))))
         return httpx.Response(200, json={"choices": choices, "usage": self.usage})
+
+    def content(self, k: int, chat: bool) -> dict[str, Any]:
+        text = self.texts[k] if self.texts else self.text
+        out = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+        return out | ({"token_ids": list(range(len(text.split())))} if self.token_ids else {})
 
 
 def sse(choices: list[dict[str, Any]], chat: bool, usage: dict[str, Any]) -> Iterator[bytes]:
@@ -161,7 +171,7 @@ def test_n_is_sent_once_when_the_server_supports_it() -> None:
     server = Server()
     out = make(server).generate([chat(n=3, temperature=1.0)])
     assert [c.text for c in out[0]] == ["four"] * 3
-    assert [b["n"] for _, b in server.calls] == [3]
+    assert [b["n"] for p, b in server.calls if p == "/v1/chat/completions"] == [3]
 
 
 def test_n_fallback_sends_the_rest_as_single_requests_with_offset_seeds() -> None:
@@ -286,7 +296,7 @@ def test_streamed_deltas_concatenate_to_the_text() -> None:
     deltas: dict[tuple[int, int], list[str]] = {}
     out = make(server).generate([chat(n=2, temperature=1.0), raw()],
                                 on_text=lambda r, i, d: deltas.setdefault((r, i), []).append(d))
-    assert all(b["stream"] for _, b in server.calls)
+    assert all(b["stream"] for p, b in server.calls if p.endswith("completions"))
     assert {k: "".join(v) for k, v in deltas.items()} == {
         (0, 0): "two plus two is four", (0, 1): "two plus two is four",
         (1, 0): "two plus two is four"}
@@ -390,6 +400,44 @@ def test_usage_is_spread_over_the_choices() -> None:
     assert [c.prompt_tokens for c in out] == [10, 10, 10]  # each sample saw the whole prompt
     assert [c.cached_tokens for c in out] == [4, 4, 4]
     assert sum(c.completion_tokens for c in out) == 9
+
+
+WORDS = ("one two three", "one two three four five", "one", "one two three four five six seven")
+COUNTS = [
+    # llama-server answers n=4 with four choices and a usage that counts one of them:
+    pytest.param(WORDS, 3, {"tokenize": True}, [3, 5, 1, 7], id="counts-one/server-tokenize"),
+    pytest.param(WORDS, 3, {"token_ids": True}, [3, 5, 1, 7], id="counts-one/token-ids"),
+    pytest.param(WORDS, 3, {}, [math.ceil(len(t) / 4) for t in WORDS],
+                 id="counts-one/estimate-4-chars"),
+    # vLLM sums over the choices: its total is kept, split as the choices' own counts say
+    # (here it counts one token more than the words, as a server counting EOS would).
+    pytest.param(WORDS, 17, {"tokenize": True}, [3, 5, 1, 8], id="sums/server-tokenize"),
+    pytest.param(("a b c d e f", "tremendously"), 7, {"tokenize": True}, [6, 1],
+                 id="sums/not-by-text-length"),
+]
+
+
+@pytest.mark.parametrize(("texts", "total", "server", "expected"), COUNTS)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_completion_tokens_are_each_choices_own(texts: tuple[str, ...], total: int,
+                                                server: dict[str, Any], expected: list[int],
+                                                stream: bool) -> None:
+    usage = {"prompt_tokens": 7, "completion_tokens": total}
+    out = make(Server(texts=texts, usage=usage, **server)).generate(
+        [chat(n=len(texts), temperature=1.0)], on_text=(lambda r, i, d: None) if stream else None)
+    assert [c.text for c in out[0]] == list(texts)
+    assert [c.completion_tokens for c in out[0]] == expected
+    assert [c.prompt_tokens for c in out[0]] == [7] * len(texts)  # the prompt, once per sample
+
+
+def test_seconds_are_the_calls_wall_time_shared_by_its_choices() -> None:
+    model = make(Server(delay=0.05))
+    [out] = model.generate([chat(n=4, temperature=1.0)])
+    assert len({c.seconds for c in out}) == 1  # one call, shared equally
+    assert 0.05 <= sum(c.seconds or 0.0 for c in out) < 1.0
+    # A server that ignores n: each sample is a call of its own, with its own wall time.
+    [out] = make(Server(delay=0.05, n_supported=False)).generate([chat(n=3, temperature=1.0)])
+    assert all((c.seconds or 0.0) >= 0.05 for c in out)
 
 
 def test_missing_usage_is_counted() -> None:

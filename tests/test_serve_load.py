@@ -144,3 +144,48 @@ def test_a_model_can_be_an_upstream_openai_server(server: str) -> None:
                            json={"model": "up", "messages": ASK})
     assert reply.status_code == 200, reply.text
     assert reply.json()["choices"][0]["message"]["content"] == "42"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_clients_that_leave_while_queued_give_their_place_back(stream: bool) -> None:
+    """One slot, a queue of two: a live request holds the slot, two clients queue and leave.
+    Their places come back at once, so a new client is queued, not refused (issue 23: before,
+    /health stayed at admitted 3 and the next client got 503 queue_full)."""
+    with serving("--model", "slow=fake", "--max-concurrency", "1", "--max-queue", "2",
+                 "--model-arg", "delay_per_token=0.02",
+                 "--model-arg", f"script={json.dumps([SLOW_CHAIN])}") as url:
+        body = {"model": "slow", "messages": ASK, "stream": stream}
+
+        async def scenario() -> tuple[int, int]:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                async def post() -> Any:
+                    if stream:
+                        async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+                            return r.status_code, await r.aread()
+                    return await client.post("/v1/chat/completions", json=body)
+
+                live = asyncio.create_task(post())
+                while health(url)["active"] == 0:
+                    await asyncio.sleep(0.02)
+                leaving = [asyncio.create_task(post()) for _ in range(2)]
+                while health(url)["admitted"] < 3:
+                    await asyncio.sleep(0.02)
+                for task in leaving:
+                    task.cancel()  # drops the connection
+                await asyncio.gather(*leaving, return_exceptions=True)
+                start = time.monotonic()
+                while health(url)["admitted"] > 1:
+                    assert time.monotonic() - start < 2, health(url)
+                    await asyncio.sleep(0.02)
+                late = asyncio.create_task(post())
+                while health(url)["admitted"] < 2:  # queued behind the live one, not refused
+                    assert not late.done(), late.result()
+                    await asyncio.sleep(0.02)
+                admitted = health(url)["admitted"]
+                late.cancel()
+                live.cancel()
+                await asyncio.gather(late, live, return_exceptions=True)
+                return admitted, round(time.monotonic() - start)
+
+        admitted, _ = asyncio.run(scenario())
+        assert admitted == 2

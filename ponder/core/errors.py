@@ -18,6 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+SHOWN = 80  # characters of an offending value an error message repeats
+
+
+def shown(value: object) -> str:
+    """`repr(value)`, cut to SHOWN characters: a 100 kB value is not echoed back in full."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[:SHOWN - 1]}…"
+
 
 class PonderError(Exception):
     """Base of every error ponder raises on purpose; `str(err)` is one line for the user."""
@@ -26,7 +34,7 @@ class PonderError(Exception):
 class ConfigError(PonderError, ValueError):
     def __init__(self, param: str, value: object, fix: str) -> None:
         self.param, self.value, self.fix = param, value, fix
-        super().__init__(f"invalid {param}={value!r}: {fix}")
+        super().__init__(f"invalid {param}={shown(value)}: {fix}")
 
 
 class ModelError(PonderError):
@@ -48,7 +56,7 @@ class BackendError(ModelError):
 class UnknownName(PonderError, KeyError):
     def __init__(self, kind: str, name: str, valid: Iterable[str], *, also: str = "") -> None:
         self.kind, self.name, self.valid = kind, name, sorted(valid)
-        super().__init__(f"unknown {kind} {name!r}; valid names: {', '.join(self.valid)}"
+        super().__init__(f"unknown {kind} {shown(name)}; valid names: {', '.join(self.valid)}"
                          + (f", {also}" if also else ""))
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -4,7 +4,8 @@
         fh.write(data)                    # ... fsync'd, given the umask's permissions, renamed
     write_text_atomic(path, text)         # the same for a string
 
-Traces, datasets, label files and plots go through here.
+Traces, datasets, label files and plots go through here. `check_writable` says, before any
+work is done, in one line, why a path could not be written.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from ponder.core.errors import DataError
 
 
 @contextmanager
@@ -38,6 +41,24 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def check_writable(path: Path, option: str) -> None:
+    """A one-line DataError, before anything runs, where `path` could not be written (as a
+    file, its missing folders made): it is a folder, a file stands where a folder must be, or
+    the folder that would hold it is not writable. `option` names the flag that gave it."""
+    if path.is_dir():
+        raise DataError(f"{option} {path} is a folder; give a file in it, e.g. {option} "
+                        f"{path / 'out'}")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise DataError(f"cannot write {path} (permission denied); choose another {option}")
+    folder = next(p for p in path.absolute().parents if p.exists())  # `/` always does
+    if not folder.is_dir():
+        raise DataError(f"cannot write {path}: {folder} is a file, not a folder; choose "
+                        f"another {option}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write {path}: the folder {folder} is not writable; choose "
+                        f"another {option}")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ponder.core.errors import ConfigError
+from ponder.core.errors import ConfigError, DataError
 from ponder.core.types import POLICY
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ def eval_command(
     task: Annotated[str, typer.Argument(help="Task name (gsm8k, math500, aime24, game24, "
                                         "strategyqa, ...) or a JSONL file of questions.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Results database (SQLite) to "
-                                           "write, e.g. runs/gsm8k.db.")],
+                                           "write, e.g. runs/gsm8k.db.",
+                                           readable=False)],  # check_out says why, in one line
     schemes: Annotated[str, typer.Option(help="Comma-separated scheme specs (name@N sets N).")]
     = "cot,self-consistency@8",
     seeds: Annotated[int, typer.Option(help="Seeds per sampled scheme (greedy cot runs "
@@ -74,7 +75,7 @@ def eval_command(
     from ponder.cli_args import parse_fields, parse_model_args, parse_role_models
     from ponder.eval.report import summarize
     from ponder.eval.runner import EvalConfig, run_eval
-    from ponder.eval.store import Store, command_line
+    from ponder.eval.store import Store, check_out, command_line
 
     specs = tuple(s.strip() for s in schemes.split(",") if s.strip())
     if not specs:
@@ -86,6 +87,7 @@ def eval_command(
                      resume=resume, concurrency=concurrency, share_samples=share_samples,
                      temperature=temperature, fields=parse_fields(field or []), checker=checker,
                      instruction=instruction)
+    check_out(out_path)  # an unusable --out fails now, not after the questions are loaded
     outcome = run_eval(cfg, command=command_line())
     err.print(f"{outcome.written} rows written, {outcome.resumed} already stored, "
               f"{outcome.planned} planned → {out_path}", markup=False)
@@ -101,7 +103,7 @@ def report_command(
     dbs: Annotated[list[Path], typer.Argument(
         help="Results database(s) written by `ponder eval`; several files of one task, split "
         "and model are reported together (e.g. chain schemes from one run, search from "
-        "another).", metavar="DB...")],
+        "another).", metavar="DB...", readable=False)],  # Store.read says why, in one line
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="A Markdown table on "
                                            "stdout.")] = False,
@@ -122,6 +124,8 @@ def report_command(
 
     if as_json and markdown:
         raise ConfigError("format", "--json --markdown", "choose one of --json and --markdown")
+    if plot is not None and plot.is_dir():
+        raise ConfigError("plot", str(plot), f"give a file, e.g. --plot {plot / 'plot.png'}")
     meta, rows = read_rows(dbs, positions)
     summaries = summarize(rows, ci=ci, order=meta.get("schemes", ()), baseline=baseline)
     if not summaries:
@@ -135,7 +139,11 @@ def report_command(
         out.print(title(meta), style="bold", markup=False)
         print_table(summaries, ci)
     if plot is not None and summaries:
-        draw(summaries, plot, title(meta))
+        try:
+            draw(summaries, plot, title(meta))
+        except OSError as e:  # a path under a file, no permission: atomic, so no file is left
+            raise DataError(f"cannot write the plot to {plot} ({e.strerror or e}); choose "
+                            "another --plot") from e
         err.print(f"plot → {plot}", markup=False)
 
 

@@ -23,6 +23,7 @@ survives a power cut too. The price, one fsync per row, is nothing next to a mod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.core.errors import DataError, PonderError
+from ponder.core.files import check_writable
 from ponder.core.types import Completion, RoleUsage
 
 SCHEMA_VERSION = 1
@@ -162,8 +164,12 @@ class Store:
 
     @classmethod
     def _connect(cls, path: Path, *, write: bool) -> Store:
-        # isolation_level=None: autocommit, so each INSERT is its own transaction.
-        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        fix = "choose another --out" if write else "check the file's permissions"
+        try:  # isolation_level=None: autocommit, so each INSERT is its own transaction
+            conn = sqlite3.connect(path if write else _read_uri(path), uri=not write,
+                                   isolation_level=None, timeout=30)
+        except sqlite3.Error as e:
+            raise DataError(f"cannot open {path} ({e}); {fix}") from e
         try:
             tables = {name for (name,) in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -179,6 +185,9 @@ class Store:
                 if write and column not in columns:
                     conn.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
                     columns.add(column)
+        except sqlite3.OperationalError as e:  # it is a database, but cannot be read/written
+            conn.close()
+            raise DataError(f"cannot {'write' if write else 'read'} {path} ({e}); {fix}") from e
         except sqlite3.DatabaseError as e:
             conn.close()
             raise DataError(f"{path} is not a ponder results database ({e}); "
@@ -192,9 +201,20 @@ class Store:
         """Open `path` for writing the evaluation described by `meta`.
 
         Without `resume`, a database that already holds results is an error (never overwrite);
-        with it, the stored identity (model, task, split, ...) must equal `meta`'s."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        store = cls._connect(path, write=True)
+        with it, the stored identity (model, task, split, ...) must equal `meta`'s. A file (or
+        folder) this call made is removed again if it fails."""
+        check_out(path)
+        made = ([] if path.exists() else [path]) + _missing_parents(path)  # what a failure removes
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store = cls._connect(path, write=True)
+        except OSError as e:
+            _remove(made)
+            raise DataError(f"cannot write {path} ({e.strerror or e}); choose another --out"
+                            ) from e
+        except BaseException:
+            _remove(made)
+            raise
         try:
             count = store.count()
             stored = store.meta()
@@ -219,13 +239,19 @@ class Store:
                     (_now(), command, ponder_version(), json.dumps(machine_info())))
         except BaseException:
             store.close()
+            _remove(made)
             raise
         return store
 
     @classmethod
     def read(cls, path: Path) -> Store:
+        if path.is_dir():
+            raise DataError(f"{path} is a folder; give a results file written by `ponder eval "
+                            "--out FILE`")
         if not path.is_file():
             raise DataError(f"no results database at {path}; run `ponder eval ... --out {path}`")
+        if not os.access(path, os.R_OK):
+            raise DataError(f"cannot read {path} (permission denied); check its permissions")
         return cls._connect(path, write=False)
 
     def _check_identity(self, stored: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
@@ -300,6 +326,46 @@ class Store:
                                    "ORDER BY position, scheme, seed")
         for values in cursor:
             yield Row(**dict(zip(COLUMNS, values, strict=True)))
+
+
+def _read_uri(path: Path) -> str:
+    """How to open `path` to read it. mode=rw: a file deleted since `Store.read` checked is an
+    error, not a new empty database. A WAL database's reader must create the -shm (and -wal)
+    files beside it, so in a folder it cannot write to, where no -wal file says a writer is
+    at work, it opens the file as immutable: no locks, no journal, just the pages."""
+    uri = path.absolute().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    if not os.access(path.absolute().parent, os.W_OK | os.X_OK) and not wal.exists():
+        return f"{uri}?mode=ro&immutable=1"
+    return f"{uri}?mode=rw"
+
+
+def check_out(path: Path) -> None:
+    """Fail in one line, before anything runs, where `path` cannot become a results file (the
+    folder that holds it must also take the WAL journal beside it). Reads only;
+    `Store.create` makes the missing folders."""
+    if path.is_dir():
+        raise DataError(f"--out {path} is a folder; give a file in it, e.g. --out "
+                        f"{path / 'run.db'}")
+    check_writable(path, "--out")
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders `path.parent.mkdir(parents=True)` would make, deepest first."""
+    return [p for p in path.absolute().parents if not p.exists()]
+
+
+def _remove(made: list[Path]) -> None:
+    """Remove what a failed `Store.create` made: the database with its WAL files, then the
+    folders made for it (deepest first), each only if nothing else has appeared in it."""
+    for p in made:
+        if p.is_dir():
+            with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
+                p.rmdir()
+        else:
+            for part in (p, p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm"),
+                         p.with_name(p.name + "-journal")):
+                part.unlink(missing_ok=True)
 
 
 def command_line() -> str:

@@ -1,6 +1,6 @@
 """The OpenAI wire format for `OpenAIModel` (openai_http.py): choices as they arrive (whole or
-as stream deltas), error answers, JSON bodies, a response's token total split over its choices,
-and chat rendering where the server's own template cannot be seen.
+as stream deltas), error answers, JSON bodies, a response's token total checked against and
+split over its choices, and chat rendering where the server's own template cannot be seen.
 """
 
 from __future__ import annotations
@@ -42,6 +42,14 @@ class Choice:
     stop_reason: Any = None  # vLLM names the stop string that matched
     logprobs: list[float] | None = None
     top: list[dict[str, float]] | None = None
+    token_ids: list[int] | None = None  # vLLM sends them when asked (`return_token_ids`)
+
+    @property
+    def tokens(self) -> int | None:
+        """Its own token count where the server sent its tokens (ids, or one logprob entry
+        per token), else None."""
+        own = self.token_ids if self.token_ids is not None else self.logprobs
+        return None if own is None else len(own)
 
     def absorb(self, choice: dict[str, Any], chat: bool) -> str:
         """Add one choice object or stream delta; return its new text."""
@@ -50,6 +58,9 @@ class Choice:
         self.text.append(text)
         self.finish = choice.get("finish_reason") or self.finish
         self.stop_reason = choice.get("stop_reason", self.stop_reason)
+        ids = choice.get("token_ids")
+        if isinstance(ids, list):
+            self.token_ids = (self.token_ids or []) + ids
         lp = choice.get("logprobs")
         if lp:
             self.logprobs, self.top = self.logprobs or [], self.top or []
@@ -83,20 +94,20 @@ def parse_json(text: str, url: str) -> dict[str, Any]:
     return data
 
 
-def split_tokens(total: int, texts: Sequence[str], choices: Sequence[Choice]) -> list[int]:
-    """Spread a response's completion-token total over its choices: exactly by logprob
-    entries when every choice has them, else in proportion to text length, largest remainders
-    first, so that the parts always add up to `total`."""
-    if len(texts) == 1:
-        return [total]
-    if all(c.logprobs is not None for c in choices):
-        return [len(c.logprobs or ()) for c in choices]
-    weights = [len(t) + 1 for t in texts]
+def split_usage(total: int, counted: Sequence[int]) -> list[int] | None:
+    """A response's completion-token `total` spread over its choices in proportion to their
+    `counted` tokens (largest remainders first, so the parts add up to `total`) — or None where
+    the total does not add up over the choices: it is nearer one choice's count than their sum,
+    as llama-server's is for n > 1 (its usage counts one of the n choices). `counted` may be
+    estimates (a re-tokenized text, 4 characters a token), hence nearest rather than equal."""
+    if abs(total - sum(counted)) > min(abs(total - c) for c in counted):
+        return None
+    weights = counted if sum(counted) > 0 else [1] * len(counted)
     shares = [total * w / sum(weights) for w in weights]
-    counts = [int(s) for s in shares]
-    for k in sorted(range(len(texts)), key=lambda k: counts[k] - shares[k])[: total - sum(counts)]:
-        counts[k] += 1
-    return counts
+    parts = [int(s) for s in shares]
+    for k in sorted(range(len(parts)), key=lambda k: parts[k] - shares[k])[: total - sum(parts)]:
+        parts[k] += 1
+    return parts
 
 
 def chat_renderer(template: str | None, tokenizer: str | None

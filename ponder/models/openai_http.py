@@ -14,9 +14,15 @@ Where this departs from a local backend, and why:
   * Cancelling needs a stream to close, so `generate` streams (SSE) whenever `on_text` or
     `should_stop` is given; `should_stop` is polled between chunks.
   * Usage: each completion carries its whole prompt's token count, as local backends report it.
-    A response's `completion_tokens` is split over its choices: exactly by logprob entries (one
-    per token) when logprobs were asked for, else in proportion to text length. A server that
-    reports no usage (some, when streaming) gets `count_tokens`.
+    A response's `completion_tokens` is not taken on trust when it has several choices:
+    llama-server (8 slots, n=4) counts one choice in it. Each choice is counted here — its
+    token ids or logprob entries where the server sent them, else `count_tokens` on its text —
+    and a total that adds up over the choices (vLLM's) is split in proportion to those counts;
+    one that does not is replaced by them. A server that reports no usage (some, when
+    streaming) gets the counts too.
+  * Seconds: the server's compute is not visible, so a completion's `seconds` is the wall time
+    of the HTTP call that returned it, shared equally among that call's choices. Concurrent
+    calls overlap, so a run's `model_seconds` through HTTP can exceed its wall `seconds`.
   * The API returns text, not token ids: `token_ids` stays empty. `stop_string` is known only
     where the server names it (vLLM's `stop_reason`) or the text had to be cut here.
   * `render_chat` cannot see the remote template: it uses `chat_template` (a jinja2 string),
@@ -48,7 +54,7 @@ from ponder.models._openai_wire import (
     chat_renderer,
     describe,
     parse_json,
-    split_tokens,
+    split_usage,
 )
 
 log = logging.getLogger(__name__)
@@ -96,8 +102,10 @@ class OpenAIModel:
         )
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="ponder-http")
         self._n_supported = True  # until a server returns fewer choices than asked
+        self._usage_warned = False  # logged once: the server's usage counts fewer than its choices
         self._tokenize_path: str | None = None
         self._tokenize_probed = False
+        self._probe_lock = threading.Lock()  # worker threads count tokens concurrently
         self._render = chat_renderer(chat_template, tokenizer)
         self.model = model or self._served_models(first_only=True)[0]
         self.name = name or self.model
@@ -147,10 +155,11 @@ class OpenAIModel:
         return self._render(messages, add_generation_prompt)
 
     def count_tokens(self, text: str) -> int:
-        if not self._tokenize_probed:  # once: a server without the endpoint stays without it
-            self._tokenize_probed = True
-            self._tokenize_path = next(
-                (p for p in _TOKENIZE_PATHS if self._tokenize(p, "x") is not None), None)
+        with self._probe_lock:  # once: a server without the endpoint stays without it
+            if not self._tokenize_probed:
+                self._tokenize_path = next(
+                    (p for p in _TOKENIZE_PATHS if self._tokenize(p, "x") is not None), None)
+                self._tokenize_probed = True
         count = self._tokenize(self._tokenize_path, text) if self._tokenize_path else None
         return count if count is not None else -(-len(text) // 4)  # ~4 chars per token
 
@@ -175,11 +184,14 @@ class OpenAIModel:
         url = self.base_url + ("/chat/completions" if chat else "/completions")
         body = self._body(req, job, stream)
         choices: dict[int, Choice] = {}
+        began = time.perf_counter()
 
         def send() -> dict[str, Any] | None:  # the usage; None if cancelled before sending
+            nonlocal began
             choices.clear()
             if stop():
                 return None
+            began = time.perf_counter()  # this attempt's: a retry's backoff is no model time
             if stream:
                 return self._stream(url, body, chat, job, choices, emit, stop)
             return self._post(url, body, chat, choices)
@@ -194,6 +206,7 @@ class OpenAIModel:
             raise self._status_error(e) from None
         except _RETRY_EXC as e:
             raise self._transport_error(e, url) from None
+        seconds = time.perf_counter() - began
         if usage is None:
             return [Completion("", finish_reason="cancelled") for _ in range(job.n)]
         if len(choices) < job.n and stop():  # cancelled before these choices began
@@ -205,7 +218,7 @@ class OpenAIModel:
             log.info("%s returned %d choices for n=%d; sending single requests from now on",
                      url, len(choices), job.n)
             self._n_supported = False
-        return self._completions(req, [choices[k] for k in sorted(choices)], usage)
+        return self._completions(req, [choices[k] for k in sorted(choices)], usage, seconds)
 
     def _retrying(self, url: str, send: Callable[[], T], streamed: Callable[[], bool]) -> T:
         """`send()`, retrying connection errors, timeouts, 429 and 5xx up to `max_retries`
@@ -296,17 +309,14 @@ class OpenAIModel:
         return dict(usage)
 
     def _completions(self, req: GenerationRequest, choices: list[Choice],
-                     usage: dict[str, Any]) -> list[Completion]:
+                     usage: dict[str, Any], seconds: float) -> list[Completion]:
         texts = ["".join(c.text) for c in choices]
         if "prompt_tokens" in usage:
             prompt_tokens = int(usage["prompt_tokens"])
         else:
             prompt = req.prefix if req.prefix is not None else self.render_chat(req.messages or ())
             prompt_tokens = self.count_tokens(prompt)
-        if "completion_tokens" in usage:
-            counts = split_tokens(int(usage["completion_tokens"]), texts, choices)
-        else:
-            counts = [self.count_tokens(t) for t in texts]
+        counts = self._completion_tokens(usage.get("completion_tokens"), texts, choices)
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         out = []
         for c, text, count in zip(choices, texts, counts, strict=True):
@@ -319,8 +329,30 @@ class OpenAIModel:
             out.append(Completion(
                 text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
                 completion_tokens=count, cached_tokens=cached, token_logprobs=c.logprobs,
-                top_logprobs=c.top if req.params.logprobs else None, stop_string=stop_string))
+                top_logprobs=c.top if req.params.logprobs else None, stop_string=stop_string,
+                seconds=seconds / len(choices)))
         return out
+
+    def _completion_tokens(self, total: int | None, texts: list[str], choices: list[Choice]
+                           ) -> list[int]:
+        """Each choice's completion tokens: the server's `total` for one choice; else the
+        choices' own counts (token ids or logprob entries the server sent, else `count_tokens`
+        of the text, as the server generated it: before any stop string is cut here), with
+        a total that adds up over them split in proportion."""
+        if total is not None and len(choices) == 1:
+            return [int(total)]
+        own = [c.tokens for c in choices]
+        counted = [k if k is not None else self.count_tokens(t) if t else 0
+                   for k, t in zip(own, texts, strict=True)]
+        if total is None or all(k is not None for k in own):
+            return counted  # exact, or nothing to check against
+        split = split_usage(int(total), counted)
+        if split is None and not self._usage_warned:
+            self._usage_warned = True
+            log.info("%s: usage counts %d completion tokens for %d choices that have %d; "
+                     "counting each choice here", self.base_url, total, len(choices),
+                     sum(counted))
+        return split if split is not None else counted
 
     # ---- server metadata and errors -----------------------------------------------------
 

@@ -37,7 +37,7 @@ from ponder.schemes import (
     self_consistency,
     tot,
 )
-from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.base import Run, SchemeConfig, ScoredConfig
 from ponder.scorers import RewardFn
 
 JUDGED = (POLICY, "judge")  # schemes whose scorer may be a model: the policy, or a judge
@@ -55,6 +55,7 @@ class Entry:
     single: bool = False  # samples one chain: n is 1
     steps: bool = False  # cuts chains into steps at the problem's step delimiter
     greedy_once: bool = True  # at temperature 0 every seed gives the same result: run once
+    own_scorers: tuple[str, ...] = ()  # scorer names only this scheme knows (ToT's "value")
 
 
 SCHEMES: dict[str, Entry] = {
@@ -77,7 +78,7 @@ SCHEMES: dict[str, Entry] = {
                   roles=JUDGED, steps=True),
     "tot": Entry(tot.run, tot.Config,
                  "Tree of Thoughts: propose steps, the model values states, BFS or DFS",
-                 roles=JUDGED, steps=True),
+                 roles=JUDGED, steps=True, own_scorers=("value",)),
     "refine": Entry(refine.run, refine.Config,
                     "plan, judge, critique and revise the plan, then solve from it",
                     roles=(POLICY, "planner", "judge")),
@@ -96,16 +97,23 @@ class Scheme:
 
     def __call__(self, problem: Problem, *, model: LanguageModel,
                  roles: Mapping[str, LanguageModel] | None = None,
-                 scorer: Scorer | RewardFn | None = None, on_text: OnText | None = None,
+                 scorer: Scorer | RewardFn | None = None,
+                 scorers: Mapping[str, Scorer] | None = None, on_text: OnText | None = None,
                  should_stop: ShouldStop | None = None) -> Result:
         """Run on `problem` with `model` as the policy and `roles` giving models for other
         roles this scheme asks (`scheme.entry.roles`); `scorer` replaces the scorer its
-        settings name (a Scorer, or a TRL-shaped reward function)."""
+        settings name (a Scorer, or a TRL-shaped reward function); `scorers` are scorers
+        loaded beforehand, by the names a setting may give them."""
         roles = dict(roles or {})
         self.check_roles(roles)
         run = Run({**roles, POLICY: model}, self.config, self.name, scorer=scorer,
-                  on_text=on_text, should_stop=should_stop)
+                  scorers=dict(scorers or {}), on_text=on_text, should_stop=should_stop)
         return self.entry.run(problem, run, self.config)
+
+    @property
+    def scorer_name(self) -> str | None:
+        """The scorer this scheme's settings name, if it scores anything."""
+        return self.config.scorer if isinstance(self.config, ScoredConfig) else None
 
     def check_roles(self, roles: Iterable[str]) -> None:
         """A one-line error for a role that does not exist or that this scheme never asks."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import Message, Node, Result
-from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.base import Run, ScoredConfig
 
 INTRO = "Here are {k} candidate solutions to this problem. Some of them may be wrong."
 MERGE = ("Compare the candidates, find their mistakes, and write one correct solution, ending "
@@ -37,7 +37,7 @@ MERGE = ("Compare the candidates, find their mistakes, and write one correct sol
 
 
 @dataclass
-class Config(SchemeConfig):
+class Config(ScoredConfig):
     n: int = 4  # candidates sampled
     token_budget: int | None = None  # most completion tokens; null: (n + 1) x max_tokens
     k: int = 3  # candidates merged

@@ -66,6 +66,14 @@ class SchemeConfig:
 
 
 @dataclass
+class ScoredConfig(SchemeConfig):
+    """Settings of a scheme that scores chains or steps: `scorer` names its scorer (a name in
+    ponder.scorers' table, a scorer the caller named when it started, or `prm:PATH`)."""
+
+    scorer: str = "judge"  # the scorer: judge, confidence, rule, uniform, prm:PATH, orm:PATH
+
+
+@dataclass
 class Run:
     """One scheme run: its models by role, the budget left, the usage so far, and the trace.
     `scorer` is a scorer the caller gave (else each scheme builds the one its config names)."""
@@ -74,6 +82,9 @@ class Run:
     config: SchemeConfig
     scheme: str
     scorer: Scorer | RewardFn | None = None
+    # scorers loaded once by whoever runs many schemes (the server's --scorer NAME=prm:PATH):
+    # a config naming one of these gets it rather than building its own
+    scorers: Mapping[str, Scorer] = field(default_factory=dict)
     on_text: OnText | None = None
     should_stop: ShouldStop | None = None
     usage: Usage = field(default_factory=Usage)
@@ -97,7 +108,10 @@ class Run:
         return _Metered(self, name)
 
     def step_scorer(self, name: str) -> Scorer:
-        """The scorer the caller gave, or the one named, built on the `judge` role's model."""
+        """The scorer the caller gave, else the named one loaded beforehand, else the one
+        named, built on the `judge` role's model."""
+        if self.scorer is None and name in self.scorers:
+            return self.scorers[name]
         return resolve_scorer(self.scorer, name, self.role("judge"))
 
     def scorer_or(self, default: Scorer) -> Scorer:

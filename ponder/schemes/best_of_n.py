@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import Result
-from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.base import Run, ScoredConfig
 from ponder.schemes.vote import record, tally
 
 SELECTIONS = ("plain", "weighted")
 
 
 @dataclass
-class Config(SchemeConfig):
+class Config(ScoredConfig):
     n: int = 8  # chains sampled and scored
     selection: str = "weighted"  # plain: the top chain; weighted: scores summed per answer
     scorer: str = "confidence"  # scores each chain: confidence, judge, rule, prm:PATH, ...

@@ -30,7 +30,7 @@ from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.protocols import Candidate, Scorer
 from ponder.core.types import Completion, FinishReason, Node, Result
-from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.base import Run, ScoredConfig
 from ponder.schemes.vote import record, tally
 from ponder.verifiers import extract_answer
 
@@ -60,7 +60,7 @@ def check_selection(selection: str) -> None:
 
 
 @dataclass
-class TreeConfig(SchemeConfig):
+class TreeConfig(ScoredConfig):
     """Settings every tree scheme has. `n` is its main width; `max_tokens` bounds one step."""
 
     n: int = 4  # main width (each scheme says what it counts)

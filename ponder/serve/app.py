@@ -3,7 +3,12 @@ everything about thinking is decided in protocol.to_params() and the schemes.
 
   POST /v1/chat/completions   a request's n choices = n independent scheme runs
   GET  /v1/models[/NAME]      the models this server hosts, by name
-  GET  /health                liveness, plus the run counters (active runs, queue, cancelled)
+  GET  /health                liveness; with the API key (or none set) also the served models
+                              and the run counters (active runs, queue, cancelled)
+
+Everything a request can name was resolved at startup: models and trained scorers are named by
+what the server was started with, never by a path or a hub id, and each request's work is
+capped (`Limits`). A request waiting in the queue whose client leaves gives its place back.
 
 Streaming (SSE, OpenAI's chunk format): a one-chain scheme (cot) streams its reasoning as
 `delta.reasoning_content` while it is written; a multi-sample scheme sends progress chunks
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import secrets
 import threading
 import time
@@ -30,13 +37,15 @@ from starlette.types import Receive, Scope, Send
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
-from ponder.core.protocols import LanguageModel, OnText
-from ponder.core.types import Result, Usage
+from ponder.core.protocols import LanguageModel, OnText, Scorer
+from ponder.core.types import POLICY, ROLES, Result, Usage
 from ponder.schemes import Scheme
 from ponder.schemes.effort import EFFORTS, Effort
 from ponder.serve.engine import Engine, Events, Ticket
 from ponder.serve.errors import HANDLERS, APIError, error_of
 from ponder.serve.protocol import (
+    SEED_MAX,
+    SEED_MIN,
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -46,6 +55,7 @@ from ponder.serve.protocol import (
     CompletionDetails,
     Delta,
     ErrorResponse,
+    Limits,
     ModelCard,
     ModelList,
     Params,
@@ -66,32 +76,48 @@ class Server:
     engine: Engine
     api_key: str | None
     started: int
+    scorers: Mapping[str, Scorer]
+    limits: Limits
 
 
 def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str], Problem], *,
                efforts: Mapping[str, Effort] = EFFORTS, api_key: str | None = None,
-               max_concurrency: int = 8, max_queue: int = 64) -> FastAPI:
-    """The app, serving `models` by name; `problem_for(question)` is the task's prompt."""
+               max_concurrency: int = 8, max_queue: int = 64,
+               scorers: Mapping[str, Scorer] | None = None,
+               limits: Limits | None = None) -> FastAPI:
+    """The app, serving `models` by name; `problem_for(question)` is the task's prompt;
+    `scorers` are trained scorers loaded at startup, named as a scheme's `scorer=` names them;
+    `limits` caps each request's work."""
+    scorers = dict(scorers or {})
+    limits = dataclasses.replace(limits or Limits(), scorers=tuple(scorers))
     server = Server(dict(models), problem_for, dict(efforts),
-                    Engine(max_concurrency, max_queue), api_key, int(time.time()))
+                    Engine(max_concurrency, max_queue), api_key, int(time.time()), scorers,
+                    limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        server.engine.open()
         yield
         server.engine.close()
 
     app = FastAPI(title="ponder", summary="An OpenAI-compatible reasoning server.",
                   version="0.1.0", lifespan=lifespan)
     app.state.server = server
-    app.openapi = partial(_openapi_without_422, app.openapi)  # type: ignore[method-assign]
+    app.openapi = partial(_openapi, app, list(server.models))  # type: ignore[method-assign]
     for exc_type, handler in HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
 
-    def check_key(request: Request) -> None:
+    def authorized(request: Request) -> bool:
+        """No key set, or `Authorization: Bearer KEY` with the key (the scheme's case is
+        free, RFC 7235; a bare key is no credential)."""
         if server.api_key is None:
-            return
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not secrets.compare_digest(given.encode(), server.api_key.encode()):
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(
+            given.strip().encode(), server.api_key.encode())
+
+    def check_key(request: Request) -> None:
+        if not authorized(request):
             raise APIError(401, "invalid or missing API key; send Authorization: Bearer KEY",
                            code="invalid_api_key")
 
@@ -99,7 +125,10 @@ def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str],
         s: {"model": ErrorResponse} for s in (400, 401, 404, 500, 502, 503)}
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        """Liveness for anyone; what is served and running only for who holds the key."""
+        if not authorized(request):
+            return {"status": "ok"}
         return {"status": "ok", "models": list(server.models), **server.engine.stats.to_dict()}
 
     @app.get("/v1/models", response_model=ModelList, responses=errors,
@@ -116,18 +145,22 @@ def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str],
                            code="model_not_found")
         return ModelCard(id=name, created=server.started)
 
-    @app.post("/v1/chat/completions", response_model=ChatCompletion, responses=errors,
+    @app.post("/v1/chat/completions", response_model=ChatCompletion,
+              responses={**errors, 200: {"content": {"text/event-stream": {"schema": {
+                  "$ref": "#/components/schemas/ChatCompletionChunk"}}},
+                  "description": "The completion; with `stream: true`, server-sent events of "
+                  "ChatCompletionChunk objects, then `data: [DONE]`."}},
               dependencies=[Depends(check_key)])
     async def chat(body: ChatRequest, request: Request) -> Any:
         model = server.models.get(body.model)
         if model is None:
             raise APIError(404, f"model {body.model!r} is not served here; this server has "
                            f"{', '.join(server.models)}", param="model", code="model_not_found")
-        params = body.to_params(server.efforts, server.problem_for)
+        params = body.to_params(server.efforts, server.problem_for, server.limits)
         roles = _roles(body.ponder.roles, server.models)
         params.schemes[0].check_roles(roles)
         reply = Reply(body.model, params)
-        call = Call(params, model, roles, server.engine, server.engine.admit())  # or 503
+        call = Call(params, model, roles, server, server.engine.admit())  # or 503
         if params.stream:
             return EventStream(_stream(call, reply), on_close=call.close)
         try:
@@ -141,14 +174,29 @@ def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str],
     return app
 
 
-def _openapi_without_422(default: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """FastAPI documents a 422 for every body; this server answers 400 instead."""
-    schema = default()
+def _openapi(app: FastAPI, served: list[str]) -> dict[str, Any]:
+    """FastAPI's document, made to say what this server does: no 422 (it answers 400), the
+    served model names as `model`'s enum, the seed's 64-bit bounds as integers, and the
+    streamed chunk's schema (the 200's text/event-stream)."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = FastAPI.openapi(app)
     for path in schema["paths"].values():
         for operation in path.values():
             operation.get("responses", {}).pop("422", None)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
-        schema.get("components", {}).get("schemas", {}).pop(name, None)
+        components.pop(name, None)
+    request = components["ChatRequest"]["properties"]
+    request["model"]["enum"] = served
+    roles = components["PonderOptions"]["properties"]["roles"]
+    roles["propertyNames"] = {"enum": [r for r in ROLES if r != POLICY]}
+    roles["additionalProperties"] = {"type": "string", "enum": served}
+    request["seed"]["anyOf"][0].update(minimum=SEED_MIN, maximum=SEED_MAX)
+    chunk = ChatCompletionChunk.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(chunk.pop("$defs", {}))
+    components["ChatCompletionChunk"] = chunk
+    app.openapi_schema = schema
     return schema
 
 
@@ -162,6 +210,7 @@ class Answer:
     result: Result
     content: str
     content_tokens: int
+    stopped: str | None = None  # "max_request_seconds": the deadline ended the run
 
 
 def _roles(names: Mapping[str, str], served: Mapping[str, LanguageModel]
@@ -175,35 +224,45 @@ def _roles(names: Mapping[str, str], served: Mapping[str, LanguageModel]
     return {role: served[name] for role, name in names.items()}
 
 
-def _answer(scheme: Scheme, params: Params, model: LanguageModel,
-            roles: Mapping[str, LanguageModel], on_text: OnText | None,
-            stop: threading.Event) -> Answer:
-    result = scheme(params.problem, model=model, roles=roles, on_text=on_text,
-                    should_stop=stop.is_set)
-    content = params.cut(result.content)
-    return Answer(result, content, model.count_tokens(content) if content else 0)
-
-
 class Call:
-    """One request in flight: its place in the queue, its runs, and their stop flag."""
+    """One request in flight: its place in the queue, its runs, their stop flag, and the
+    deadline its runs stop at (`Limits.max_seconds` from when it got a slot)."""
 
     def __init__(self, params: Params, model: LanguageModel, roles: Mapping[str, LanguageModel],
-                 engine: Engine, ticket: Ticket):
-        self.params, self.model, self.engine, self.ticket = params, model, engine, ticket
-        self.roles = roles
+                 server: Server, ticket: Ticket):
+        self.params, self.model, self.roles, self.ticket = params, model, roles, ticket
+        self.engine, self.scorers, self.limits = server.engine, server.scorers, server.limits
         self.stop = threading.Event()
+        self.deadline = math.inf
         self.tasks: list[asyncio.Task[Answer]] = []
 
     async def start(self, on_text: Callable[[int], OnText | None]) -> list[asyncio.Task[Answer]]:
         """Wait for a slot, then start every choice's run; `on_text(i)` streams choice i."""
         await self.ticket.acquire()
-        self.tasks = [
-            asyncio.create_task(self.engine.run(
-                partial(_answer, scheme, self.params, self.model, self.roles, on_text(i),
-                        self.stop),
-                self.stop))
+        self.deadline = time.monotonic() + self.limits.max_seconds
+        self.tasks = [asyncio.create_task(self.engine.run(
+            partial(self._answer, scheme, on_text(i)), self.stop))
             for i, scheme in enumerate(self.params.schemes)]
         return self.tasks
+
+    def _answer(self, scheme: Scheme, on_text: OnText | None) -> Answer:
+        """One choice's run, on a worker thread. A run stopped by the deadline ends as a
+        budget does: finish reason "length", with the answer it had."""
+        result = scheme(self.params.problem, model=self.model, roles=self.roles,
+                        scorers=self.scorers, on_text=on_text, should_stop=self._should_stop)
+        stopped = None
+        if self.expired and not self.stop.is_set() and result.finish_reason == "cancelled":
+            result.finish_reason, stopped = "length", "max_request_seconds"
+        content = self.params.cut(result.content)
+        return Answer(result, content, self.model.count_tokens(content) if content else 0,
+                      stopped)
+
+    def _should_stop(self) -> bool:
+        return self.stop.is_set() or self.expired
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
 
     async def close(self) -> None:
         """However the request ended: stop its runs, wait for them, free the slot."""
@@ -214,11 +273,17 @@ class Call:
 
 
 async def _until_done_or_gone(call: Call, request: Request) -> list[Answer] | None:
-    """The answers, or None if the client disconnected first (which stops the runs)."""
-    await call.start(lambda i: None)
-    runs: asyncio.Future[Any] = asyncio.gather(*call.tasks)
+    """The answers, or None if the client disconnected first: while it waited for a slot (its
+    place in the queue is given back) or while its runs ran (they are stopped)."""
     gone: asyncio.Future[Any] = asyncio.create_task(_disconnected(request.receive))
+    started = asyncio.create_task(call.start(lambda i: None))
     try:
+        await asyncio.wait([started, gone], return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():  # left while queued: `call.close` frees the place
+            started.cancel()
+            await asyncio.wait([started])
+            return None
+        runs: asyncio.Future[Any] = asyncio.gather(*call.tasks)
         await asyncio.wait([runs, gone], return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
@@ -255,7 +320,8 @@ class Reply:
                           answers=[a.result.answer for a in answers],
                           model_calls=sum(a.result.usage.model_calls for a in answers),
                           seconds=round(max(a.result.usage.seconds for a in answers), 4),
-                          by_role=by_role(answers))
+                          by_role=by_role(answers),
+                          stopped=next((a.stopped for a in answers if a.stopped), None))
         return ChatCompletion(id=self.id, created=self.created, model=self.model,
                               choices=choices, usage=usage(answers), ponder=info)
 

@@ -3,11 +3,15 @@
     ponder serve --model default --model smollm=smollm2-135m --port 8000
     python -m ponder.serve --model fake --model-arg delay_per_token=0.05   # tests, demos
 
-A `--model` is `NAME=SPEC` or a bare `SPEC` (served under the spec itself, or for an
-`http://...#name` URL under the name after `#`). `--model-arg [NAME:]KEY=VALUE` passes a
-keyword to the backend of model NAME (or of every model); VALUE is read as JSON when it parses
-(numbers, lists), else as a string. `--effort-table FILE.json` replaces levels of the
-reasoning-effort table: `{"medium": {"scheme": "self-consistency@4", "max_tokens": 512}}`.
+A `--model` is `NAME=SPEC` or a bare `SPEC`, served under a short name: a catalog name as it
+is, an `http://...#name` URL under the name after `#`, a path or hub id under its last part
+(`~/models/qwen.gguf` is `qwen`), so no client learns where a file lies. `--scorer
+NAME=prm:PATH` loads a trained scorer once, at startup, for requests to name as `scorer=NAME`;
+a request never names a path. `--max-request-chains/-tokens/-seconds` cap one request's work.
+`--model-arg [NAME:]KEY=VALUE` passes a keyword to the backend of model NAME (or of every
+model); VALUE is read as JSON when it parses (numbers, lists), else as a string.
+`--effort-table FILE.json` replaces levels of the reasoning-effort table:
+`{"medium": {"scheme": "self-consistency@4", "max_tokens": 512}}`.
 """
 
 from __future__ import annotations
@@ -35,13 +39,40 @@ def parse_models(specs: list[str]) -> dict[str, str]:
         if eq and _NAME.fullmatch(name):
             name, spec = name, rest
         else:
-            name = spec.partition("#")[2] if re.match(r"https?://", spec) else spec
+            name = short_name(spec)
         if not name or not spec:
             raise ConfigError("--model", spec, "write NAME=SPEC or SPEC, e.g. smollm=smollm2-135m")
         if name in served:
             raise ConfigError("--model", name, "serve each name once; rename one with NAME=SPEC")
         served[name] = spec
     return served
+
+
+def short_name(spec: str) -> str:
+    """The name a bare model spec is served under: its `#name` for a URL, the last part of a
+    path or hub id without `.gguf`, a catalog name as it is."""
+    if re.match(r"https?://", spec):
+        return spec.partition("#")[2]
+    return Path(spec.rstrip("/\\")).name.removesuffix(".gguf")
+
+
+def parse_scorers(specs: list[str]) -> dict[str, str]:
+    """['myprm=prm:runs/prm/final'] -> {name: scorer spec}; each a trained scorer (KIND:PATH)
+    under a name that is not a built-in scorer's."""
+    from ponder.scorers import PATH_SCORERS, SCORERS
+
+    named: dict[str, str] = {}
+    for item in specs:
+        name, eq, spec = item.partition("=")
+        kind = spec.partition(":")[0]
+        if not eq or not _NAME.fullmatch(name) or kind not in PATH_SCORERS or ":" not in spec:
+            raise ConfigError("--scorer", item, "write NAME=KIND:PATH with KIND one of "
+                              f"{', '.join(PATH_SCORERS)}, e.g. myprm=prm:runs/prm/final")
+        if name in SCORERS or name in named:
+            raise ConfigError("--scorer", name, "name each scorer once, and not after a "
+                              f"built-in one ({', '.join(SCORERS)})")
+        named[name] = spec
+    return named
 
 
 def parse_model_args(args: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
@@ -110,28 +141,46 @@ def serve_command(
     model_arg: Annotated[list[str] | None, typer.Option(
         "--model-arg", help="[NAME:]KEY=VALUE keyword for a model's backend, repeatable "
         "(e.g. delay_per_token=0.05 for fake).")] = None,
+    scorer: Annotated[list[str] | None, typer.Option(
+        "--scorer", help="NAME=prm:PATH or NAME=orm:PATH, repeatable: a trained scorer loaded "
+        "once at startup, which requests name as scorer=NAME.")] = None,
+    max_request_chains: Annotated[int, typer.Option(
+        min=1, help="Most chains one request may ask for (n x the scheme's N).")] = 64,
+    max_request_tokens: Annotated[int, typer.Option(
+        min=1, help="Most completion tokens one request's runs may spend.")] = 65_536,
+    max_request_seconds: Annotated[float, typer.Option(
+        min=0.001, help="Wall seconds after which a request's runs stop and answer with what "
+        "they have (finish reason length).")] = 600.0,
     log_level: Annotated[str, typer.Option(help=f"{', '.join(LOG_LEVELS)}.")] = "info",
 ) -> None:
     """Serve models as an OpenAI-compatible reasoning API (POST /v1/chat/completions)."""
     import uvicorn
 
     from ponder.models.catalog import load_model
+    from ponder.scorers import get_scorer
     from ponder.serve.app import create_app
+    from ponder.serve.protocol import Limits
     from ponder.tasks import get_task
 
     if log_level not in LOG_LEVELS:
         raise ConfigError("--log-level", log_level, f"use one of {', '.join(LOG_LEVELS)}")
     specs = parse_models(model or ["default"])
     kwargs = parse_model_args(model_arg or [], list(specs))
+    scorer_specs = parse_scorers(scorer or [])
     efforts = load_effort_table(effort_table) if effort_table else EFFORTS
     problem_for = get_task(task).problem
+    limits = Limits(max_chains=max_request_chains, max_tokens=max_request_tokens,
+                    max_seconds=max_request_seconds)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(name)s %(message)s")
     models = {}
     try:
         for name, spec in specs.items():
             models[name] = load_model(spec, **kwargs[name])
+        policy = next(iter(models.values()))  # a trained scorer loads its own model
+        scorers = {name: get_scorer(spec, policy) for name, spec in scorer_specs.items()}
         app = create_app(models, problem_for, efforts=efforts, api_key=api_key,
-                         max_concurrency=max_concurrency, max_queue=max_queue)
+                         max_concurrency=max_concurrency, max_queue=max_queue,
+                         scorers=scorers, limits=limits)
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                     timeout_graceful_shutdown=5)
     finally:

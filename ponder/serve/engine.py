@@ -53,9 +53,19 @@ class Engine:
     def __init__(self, max_concurrency: int = 8, max_queue: int = 64) -> None:
         assert max_concurrency >= 1 and max_queue >= 0
         self.max_concurrency, self.max_queue = max_concurrency, max_queue
+        self._closed = False
         self.stats = Stats()
-        self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="ponder-run")
+        self._pool = self._new_pool()
         self._slots = asyncio.Semaphore(max_concurrency)
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="ponder-run")
+
+    def open(self) -> None:
+        """Ready to run again after `close` (an app whose lifespan starts again: test clients
+        start and stop it around each use)."""
+        if self._closed:
+            self._pool, self._closed = self._new_pool(), False
 
     def admit(self) -> Ticket:
         """Take a place in the queue now, or raise QueueFull."""
@@ -93,6 +103,7 @@ class Engine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
 
 
 class Ticket:

@@ -22,7 +22,7 @@ import functools
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -31,11 +31,31 @@ from ponder.core.problem import Problem
 from ponder.core.types import Message
 from ponder.schemes import SCHEMES, Scheme, get_scheme, parse_spec
 from ponder.schemes.effort import Effort
+from ponder.scorers import SCORERS
 
 EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 EFFORT_LEVELS: tuple[str, ...] = typing.get_args(EffortLevel)
 DEFAULT_EFFORT = "low"
 MAX_CHOICES = 16  # n independent scheme runs per request
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # a 64-bit seed, as vLLM takes
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server, set at startup (`ponder serve --max-request-*`)
+    so that no request monopolises the machine, and what it may name: scorers are those the
+    server loaded (`--scorer NAME=prm:PATH`) or need no file; never a path or a hub id."""
+
+    max_chains: int = 64  # chains over all choices: n x the scheme's n
+    max_tokens: int = 65_536  # completion tokens the runs may spend, over all choices
+    max_seconds: float = 600.0  # wall seconds; then the runs stop and answer with what they have
+    scorers: tuple[str, ...] = ()  # names of the scorers the server loaded
+
+    def allowed_scorers(self, scheme: Scheme) -> list[str]:
+        return [*SCORERS, *scheme.entry.own_scorers, *self.scorers]
 
 
 # ----------------------------------------------------------------------------- request
@@ -50,19 +70,37 @@ class TextPart(_Body):
     text: str
 
 
-class ChatMessage(_Body):
-    role: Literal["system", "developer", "user", "assistant"]
+class _Turn(_Body):
     content: str | list[TextPart] | None = None
     name: str | None = None
-    # Accepted on assistant turns, and never sent back to the model: a reasoning model's
-    # earlier thoughts are dropped from the next prompt (as DeepSeek-R1 and OpenAI do).
-    reasoning_content: str | None = None
-    reasoning: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+
+class SystemMessage(_Turn):
+    role: Literal["system", "developer"]
+    content: str | list[TextPart]
+
+
+class UserMessage(_Turn):
+    role: Literal["user"]
+    content: str | list[TextPart]
+
+
+class AssistantTurn(_Turn):
+    role: Literal["assistant"]
+    # Accepted, and never sent back to the model: a reasoning model's earlier thoughts are
+    # dropped from the next prompt (as DeepSeek-R1 and OpenAI do).
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+# One message, told apart by its role: the schema says which roles may leave content out.
+ChatMessage = Annotated[SystemMessage | UserMessage | AssistantTurn, Field(discriminator="role")]
+ROLE_TAGS = frozenset({"system", "developer", "user", "assistant"})  # in validation error paths
 
 
 class StreamOptions(_Body):
@@ -77,21 +115,23 @@ class PonderOptions(_Body):
 
     scheme: str | None = Field(default=None, examples=["self-consistency@8"])
     scheme_args: dict[str, Any] = Field(default_factory=dict)
-    roles: dict[str, str] = Field(default_factory=dict, examples=[{"judge": "qwen-1.5b"}])
+    roles: dict[str, str] = Field(default_factory=dict)
     include_reasoning: bool = True
 
 
 class ChatRequest(_Body):
+    """Numbers are strict: `true` is no count of tokens, `"2"` no number of choices."""
+
     messages: list[ChatMessage] = Field(min_length=1)
-    model: str
-    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1,
+    model: str = Field(description="A model this server hosts (GET /v1/models).")
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES, strict=True)
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(default=None, gt=0, le=1, strict=True)
+    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
+    max_tokens: int | None = Field(default=None, ge=1, strict=True,
                                    description="The older name of max_completion_tokens.")
     stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX, strict=True)
     stream: bool = False
     stream_options: StreamOptions | None = None
     reasoning_effort: EffortLevel | None = None
@@ -106,10 +146,12 @@ class ChatRequest(_Body):
             raise ValueError("give at most 4 non-empty stop strings")
         return stop
 
-    def to_params(self, efforts: Mapping[str, Effort],
-                  problem_for: Callable[[str], Problem]) -> Params:
-        """The schemes (one per choice), the problem and the response options."""
+    def to_params(self, efforts: Mapping[str, Effort], problem_for: Callable[[str], Problem],
+                  limits: Limits = Limits()) -> Params:
+        """The schemes (one per choice), the problem and the response options; a request
+        over one of `limits`, or naming a scorer the server did not load, is a ConfigError."""
         scheme = self._scheme(efforts)
+        self._check(scheme, limits)
         seed = scheme.config.seed
         if seed is not None:  # n independent runs: choice i gets seed + i
             schemes = [_with(scheme, seed=(seed + i) % 2**31) for i in range(self.n)]
@@ -144,6 +186,26 @@ class ChatRequest(_Body):
             scheme = _with(scheme, max_tokens=min(scheme.config.max_tokens, budget),
                            token_budget=budget if own is None else min(own, budget))
         return scheme
+
+    def _check(self, scheme: Scheme, limits: Limits) -> None:
+        name = scheme.scorer_name
+        if name is not None and name not in limits.allowed_scorers(scheme):
+            in_spec = parse_spec(self.ponder.scheme or "")[2] if self.ponder.scheme else {}
+            raise ConfigError(self._where("scorer", in_spec), name, "name a scorer this server "
+                              f"has: {', '.join(limits.allowed_scorers(scheme))} (a trained "
+                              "one is loaded at startup: ponder serve --scorer NAME=prm:PATH)")
+        chains = self.n * scheme.config.n
+        if chains > limits.max_chains:
+            raise ConfigError("max_request_chains", chains, f"this request asks for {self.n} x "
+                              f"{scheme.config.n} chains; the server allows {limits.max_chains} "
+                              "(ponder serve --max-request-chains); ask for fewer")
+        config = scheme.config
+        tokens = self.n * (config.token_budget or config.n * config.max_tokens)
+        if tokens > limits.max_tokens:
+            raise ConfigError("max_request_tokens", tokens, f"this request may spend {tokens} "
+                              f"completion tokens; the server allows {limits.max_tokens} "
+                              "(ponder serve --max-request-tokens); lower n, the scheme's N, "
+                              "or max_completion_tokens")
 
     def _where(self, key: str, in_spec: Mapping[str, Any]) -> str:
         """The request field that set scheme setting `key` (a spec's settings win)."""
@@ -271,6 +333,8 @@ class PonderInfo(BaseModel):
     model_calls: int
     seconds: float
     by_role: list[RoleInfo] = Field(default_factory=list)
+    # why the runs stopped before they were done: "max_request_seconds" (the server's cap)
+    stopped: str | None = Field(default=None, exclude_if=_omit_none)
 
 
 class ChatCompletion(BaseModel):
