@@ -66,6 +66,13 @@ from ponder.serve.protocol import (
 )
 
 PROGRESS_SECONDS = 0.25  # how often a searching scheme reports progress while streaming
+# One server-sent event of a stream, as OpenAPI before 3.2 describes an event: its `data` is a
+# chunk, an error, or the closing [DONE].
+EVENT: dict[str, Any] = {"type": "object", "required": ["data"], "properties": {"data": {
+    "anyOf": [{"type": "string", "const": "[DONE]"},
+              {"type": "string", "contentMediaType": "application/json", "contentSchema": {
+                  "anyOf": [{"$ref": "#/components/schemas/ChatCompletionChunk"},
+                            {"$ref": "#/components/schemas/ErrorResponse"}]}}]}}}
 
 
 @dataclass
@@ -146,10 +153,10 @@ def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str],
         return ModelCard(id=name, created=server.started)
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion,
-              responses={**errors, 200: {"content": {"text/event-stream": {"schema": {
-                  "$ref": "#/components/schemas/ChatCompletionChunk"}}},
-                  "description": "The completion; with `stream: true`, server-sent events of "
-                  "ChatCompletionChunk objects, then `data: [DONE]`."}},
+              responses={**errors, 200: {"content": {"text/event-stream": {"schema": EVENT}},
+                  "description": "The completion; with `stream: true`, server-sent events: "
+                  "ChatCompletionChunk objects, then `data: [DONE]` (an error after the "
+                  "start: one ErrorResponse event)."}},
               dependencies=[Depends(check_key)])
     async def chat(body: ChatRequest, request: Request) -> Any:
         model = server.models.get(body.model)
@@ -265,11 +272,18 @@ class Call:
         return time.monotonic() > self.deadline
 
     async def close(self) -> None:
-        """However the request ended: stop its runs, wait for them, free the slot."""
+        """However the request ended: stop its runs, wait for them, free the slot. The slot
+        is freed even if this wait is itself cancelled (a server shutting down mid-request):
+        a slot never leaks."""
         self.stop.set()
-        if self.tasks:
-            await asyncio.wait(self.tasks)
-        self.ticket.release()
+        try:
+            if self.tasks:
+                await asyncio.wait(self.tasks)
+                for task in self.tasks:  # retrieved: a stopped run's error has nobody to go to
+                    if not task.cancelled():
+                        task.exception()
+        finally:
+            self.ticket.release()
 
 
 async def _until_done_or_gone(call: Call, request: Request) -> list[Answer] | None:

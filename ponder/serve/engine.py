@@ -63,9 +63,11 @@ class Engine:
 
     def open(self) -> None:
         """Ready to run again after `close` (an app whose lifespan starts again: test clients
-        start and stop it around each use)."""
+        start and stop it around each use, each time on an event loop of their own, to which
+        a fresh semaphore binds)."""
         if self._closed:
             self._pool, self._closed = self._new_pool(), False
+            self._slots = asyncio.Semaphore(self.max_concurrency)
 
     def admit(self) -> Ticket:
         """Take a place in the queue now, or raise QueueFull."""
