@@ -90,7 +90,9 @@ def solve(
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
     effort: Annotated[str, typer.Option(help="low | medium | high (see README: the mapping "
                                         "to scheme and budget).")] = "low",
-    task: Annotated[str, typer.Option(help="How to prompt and read answers.")] = "math",
+    task: Annotated[str, typer.Option(help="How to prompt and read answers: chat (any prompt, "
+                                      "a reply after the reasoning), or a task such as math, "
+                                      "gsm8k.")] = "chat",
     show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="Print the chosen "
                                                  "chain of thought.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,

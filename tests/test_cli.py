@@ -37,17 +37,21 @@ def test_solve_json_carries_usage(tmp_path: Path) -> None:
     payload = json.loads(result.stdout)
     assert payload["answer"] == "42"
     assert payload["usage"]["model_calls"] == 1
-    assert payload["usage"]["completion_tokens"] == payload["usage"]["reasoning_tokens"] > 0
+    usage = payload["usage"]  # the reply shown is content; every other token reasoning
+    assert usage["completion_tokens"] == usage["reasoning_tokens"] + usage["content_tokens"]
+    assert usage["reasoning_tokens"] > 0 and usage["content_tokens"] > 0
+    assert payload["content"] == "The answer is 42."  # the reply, its \\boxed{} shown plain
     assert {"seconds", "prompt_tokens", "total_tokens"} <= payload["usage"].keys()
     saved = json.loads(trace.read_text())
     assert saved["scheme"] == "self-consistency" and len(saved["nodes"]) == 3
 
 
 def test_show_reasoning_prints_the_chain() -> None:
-    result = runner.invoke(app, ["solve", "q?", "--model", "fake", "--show-reasoning"])
-    assert "The answer is" in result.stdout
-    hidden = runner.invoke(app, ["solve", "q?", "--model", "fake"])
-    assert "The answer is" not in hidden.stdout
+    script = ["--model-arg", 'script=["Six sevens make 42.\\n\\nThe answer is \\\\boxed{42}."]']
+    result = runner.invoke(app, ["solve", "q?", "--model", "fake", *script, "--show-reasoning"])
+    assert "Six sevens" in result.stdout and result.stdout.strip().endswith("42")
+    hidden = runner.invoke(app, ["solve", "q?", "--model", "fake", *script])
+    assert "Six sevens" not in hidden.stdout and hidden.stdout.strip() == "42"
 
 
 def test_schemes_lists_them_and_shows_one() -> None:

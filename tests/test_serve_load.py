@@ -57,7 +57,10 @@ def serving(*args: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
+    # --task math: a one-chain scheme streams its reasoning live, which the disconnect tests
+    # read (the chat task sends a chain's reply only once it has ended)
     with serving("--model", "fake", "--model", "slow=fake", "--max-concurrency", "8",
+                 "--task", "math",
                  "--model-arg", "slow:delay_per_token=0.02",
                  "--model-arg", f"slow:script={json.dumps([SLOW_CHAIN])}") as url:
         yield url
@@ -77,10 +80,10 @@ async def one_client(client: httpx.AsyncClient, k: int) -> list[str]:
             async with client.stream("POST", "/v1/chat/completions",
                                      json={**body, "stream": True}) as r:
                 text = (await r.aread()).decode()
-            ok = r.status_code == 200 and text.endswith("data: [DONE]\n\n") and '"42"' in text
+            ok = r.status_code == 200 and text.endswith("data: [DONE]\n\n") and "42" in text
         else:
             r = await client.post("/v1/chat/completions", json=body)
-            ok = r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "42"
+            ok = r.status_code == 200 and "42" in r.json()["choices"][0]["message"]["content"]
         if not ok:
             failures.append(f"client {k} request {i}: {r.status_code}")
     return failures
@@ -143,7 +146,7 @@ def test_a_model_can_be_an_upstream_openai_server(server: str) -> None:
         reply = httpx.post(f"{url}/v1/chat/completions", timeout=30,
                            json={"model": "up", "messages": ASK})
     assert reply.status_code == 200, reply.text
-    assert reply.json()["choices"][0]["message"]["content"] == "42"
+    assert reply.json()["choices"][0]["message"]["content"] == "42"  # the upstream's reply
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])

@@ -57,7 +57,7 @@ def test_unknown_task_lists_the_valid_names() -> None:
     with pytest.raises(UnknownName) as err:
         get_task("gsm9k")
     assert str(err.value) == ("unknown task 'gsm9k'; valid names: "
-                              "aime24, arith, game24, gsm8k, math, math500, strategyqa")
+                              "aime24, arith, chat, game24, gsm8k, math, math500, strategyqa")
 
 
 # --- loading ----------------------------------------------------------------------------------

@@ -17,6 +17,15 @@ def _identity(answer: str) -> str:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """A chosen chain as the user sees it: the `content` shown, and the `reasoning` kept apart
+    (empty where the chain itself is the reply: nothing was thought apart from it)."""
+
+    reasoning: str
+    content: str
+
+
+@dataclass(frozen=True)
 class Problem:
     question: str
     messages: tuple[Message, ...]
@@ -28,3 +37,6 @@ class Problem:
     partial: Callable[[str], bool] | None = None  # steps so far -> can they still succeed?
     id: str | None = None
     gold: str | None = None
+    # How a chosen chain reads as a reply for the user (the chat task, ponder/tasks/chat.py);
+    # None: the extracted answer is the content shown (benchmark tasks)
+    reply: Callable[[str], Reply] | None = None

@@ -131,6 +131,9 @@ class Completion:
     # Spans of `text` that ponder inserted rather than the model sampled (see `splice`); the
     # token counts above count sampled tokens only. Backends always return () here.
     forced: tuple[Span, ...] = ()
+    # A model that thinks natively (`<think>...</think>`): its thinking, apart from `text`,
+    # which is then the reply after it. None for a model that does not think natively.
+    reasoning: str | None = None
 
     def sampled_text(self) -> str:
         """The text with its forced spans left out: what the model itself wrote."""
@@ -206,6 +209,10 @@ class Usage:
     seconds: float = 0.0
     model_seconds: float = 0.0
     by_role: list[RoleUsage] = field(default_factory=list)
+    # The tokens of the reply shown (a task that reads a reply: the chat task), generated and
+    # so inside completion_tokens: then reasoning_tokens + content_tokens = completion_tokens.
+    # 0 where the content is only the extracted answer (read, not generated).
+    content_tokens: int = 0
 
     def add_completions(self, completions: Iterable[Completion], *, reasoning: bool = True,
                         role: str = POLICY, model: str = "") -> None:

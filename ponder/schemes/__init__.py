@@ -29,6 +29,7 @@ from ponder.schemes import (
     aggregate,
     beam,
     best_of_n,
+    budget,
     cot,
     direct,
     dvts,
@@ -62,6 +63,8 @@ SCHEMES: dict[str, Entry] = {
     "direct": Entry(direct.run, direct.Config, "the answer alone, no chain of thought",
                     single=True),
     "cot": Entry(cot.run, cot.Config, "one chain of thought, greedy", streams=True, single=True),
+    "budget": Entry(budget.run, budget.Config, "one chain whose thinking is cut at a token "
+                    "budget or extended with Wait (s1 budget forcing)", streams=True, single=True),
     "self-consistency": Entry(self_consistency.run, self_consistency.Config,
                               "N chains, majority vote"),
     "adaptive": Entry(adaptive.run, adaptive.Config,
@@ -107,7 +110,8 @@ class Scheme:
         roles = dict(roles or {})
         self.check_roles(roles)
         run = Run({**roles, POLICY: model}, self.config, self.name, scorer=scorer,
-                  scorers=dict(scorers or {}), on_text=on_text, should_stop=should_stop)
+                  problem=problem, scorers=dict(scorers or {}), on_text=on_text,
+                  should_stop=should_stop)
         return self.entry.run(problem, run, self.config)
 
     @property

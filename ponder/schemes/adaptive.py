@@ -24,6 +24,11 @@ not hold up (docs/results/gsm8k_test200.md): with the 0.5B model, much of what 1
 over 4 comes from questions whose first four scatter, so giving up there costs ~7 points.
 `stopping_reason` is the rule alone, for replays over stored samples
 (benchmarks/sample_pools.py).
+
+Free-form replies: for a problem read as a reply (the chat task), where no chain of the first
+batch states an answer (code, prose), there is no vote to decide, so the run stops there
+and the model chooses the most consistent of those replies (Universal Self-Consistency,
+usc.py) rather than drawing up to N chains that cannot be voted on.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import Node, Result
 from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.usc import most_consistent
 from ponder.schemes.vote import record, tally
 
 
@@ -92,10 +98,12 @@ def run(problem: Problem, r: Run, config: Config) -> Result:
         # with this seed, in order, so the two compare on the same samples.
         batch = r.sample(problem.messages, k, seed=config.seed, first_sample=len(nodes))
         nodes += [r.add_chain(c, problem, batch=r.calls) for c in batch]
-        stopped = stopping_reason([a.votes for a in tally(nodes, problem)], len(nodes), config)
+        votes = [a.votes for a in tally(nodes, problem)]
+        free_form = problem.reply is not None and not votes
+        stopped = "free-form" if free_form else stopping_reason(votes, len(nodes), config)
     ranked = tally(nodes, problem)
     r.trace.meta.update(votes=record(nodes, ranked), samples=len(nodes),
                         decided=stopped == "decided", gave_up=stopped == "gave up")
-    if not ranked:
-        return r.finish(nodes[0] if nodes else None, None)
+    if not ranked:  # free-form replies (or none with an answer): Universal Self-Consistency
+        return r.finish(most_consistent(r, problem, nodes) if nodes else None, None)
     return r.finish(ranked[0].nodes[0], ranked[0].answer)

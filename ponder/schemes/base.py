@@ -82,6 +82,7 @@ class Run:
     config: SchemeConfig
     scheme: str
     scorer: Scorer | RewardFn | None = None
+    problem: Problem | None = None  # what `finish` reads the reply of the chosen chain with
     # scorers loaded once by whoever runs many schemes (the server's --scorer NAME=prm:PATH):
     # a config naming one of these gets it rather than building its own
     scorers: Mapping[str, Scorer] = field(default_factory=dict)
@@ -204,7 +205,10 @@ class Run:
 
     def finish(self, chosen: Node | None, answer: str | None,
                finish_reason: FinishReason | None = None) -> Result:
-        """Build the result: `content` is the answer; `reasoning` the chain that gave it."""
+        """Build the result: `reasoning` is the chain that gave the answer and `content` the
+        answer; where the problem reads a reply (the chat task), `content` is the chosen
+        chain's reply and `reasoning` what was thought apart from it, and the usage counts the
+        reply's tokens as content, every other generated token as reasoning."""
         self.usage.seconds = time.perf_counter() - self.started
         if chosen is not None:
             self.trace.chosen = self.trace.path(chosen.id)
@@ -219,6 +223,16 @@ class Run:
             else:
                 finish_reason = "stop"
         content = answer if answer is not None else _tail(reasoning)
+        if self.problem is not None and self.problem.reply is not None and chosen is not None:
+            reply = self.problem.reply(reasoning)
+            reasoning, content = reply.reasoning, reply.content
+            if not reasoning:  # the chosen chain is the reply: its tokens, exactly
+                shown = sum(self.trace.nodes[i].tokens for i in self.trace.chosen)
+            else:
+                shown = self.model.count_tokens(content) if content else 0
+            shown = min(shown, self.usage.completion_tokens)
+            self.usage.content_tokens = shown
+            self.usage.reasoning_tokens = self.usage.completion_tokens - shown
         return Result(answer=answer, content=content, reasoning=reasoning, trace=self.trace,
                       usage=self.usage, finish_reason=finish_reason)
 

@@ -47,8 +47,9 @@ def run(problem: Problem, r: Run, config: Config) -> Result:
     if config.selection == "plain":
         best = max(nodes, key=lambda nd: (nd.score is not None, nd.score or 0.0, -nd.id))
         return r.finish(best, best.answer)
-    if not ranked:
-        return r.finish(nodes[0], None)
+    if not ranked:  # free-form replies: the best-scored chain
+        best = max(nodes, key=lambda nd: (nd.score is not None, nd.score or 0.0, -nd.id))
+        return r.finish(best, None)
     best = max(ranked[0].nodes, key=lambda nd: nd.score or 0.0)
     return r.finish(best, ranked[0].answer)
 

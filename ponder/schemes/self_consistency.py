@@ -1,4 +1,6 @@
 """Self-consistency: sample N chains, answer by majority vote (Wang et al. 2023, arXiv:2203.11171).
+Where no chain states an answer (free-form replies: code, prose), the model chooses the most
+consistent reply instead (Universal Self-Consistency, usc.py).
 
 Departures from the paper: answers are grouped by a normalised key rather than exact string
 match, and ties go to the answer sampled first (see vote.py). All N chains are sampled in one
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from ponder.core.problem import Problem
 from ponder.core.types import Result
 from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.usc import most_consistent
 from ponder.schemes.vote import record, tally
 
 
@@ -25,6 +28,6 @@ def run(problem: Problem, r: Run, config: Config) -> Result:
     nodes = [r.add_chain(c, problem) for c in r.sample(problem.messages, n)] if n else []
     ranked = tally(nodes, problem)
     r.trace.meta["votes"] = record(nodes, ranked)
-    if not ranked:
-        return r.finish(nodes[0] if nodes else None, None)
+    if not ranked:  # free-form replies (or none with an answer): Universal Self-Consistency
+        return r.finish(most_consistent(r, problem, nodes) if nodes else None, None)
     return r.finish(ranked[0].nodes[0], ranked[0].answer)

@@ -261,8 +261,9 @@ class Call:
         if self.expired and not self.stop.is_set() and result.finish_reason == "cancelled":
             result.finish_reason, stopped = "length", "max_request_seconds"
         content = self.params.cut(result.content)
-        return Answer(result, content, self.model.count_tokens(content) if content else 0,
-                      stopped)
+        counted = result.usage.content_tokens or (  # a generated reply: counted once already
+            self.model.count_tokens(content) if content else 0)
+        return Answer(result, content, counted, stopped)
 
     def _should_stop(self) -> bool:
         return self.stop.is_set() or self.expired
@@ -328,7 +329,7 @@ class Reply:
         show = self.params.include_reasoning
         choices = [Choice(index=i, finish_reason=a.result.finish_reason,
                           message=AssistantMessage(content=a.content, reasoning_content=(
-                              a.result.reasoning if show else None)))
+                              a.result.reasoning if show and a.result.reasoning else None)))
                    for i, a in enumerate(answers)]
         info = PonderInfo(scheme=self.params.schemes[0].name,
                           answers=[a.result.answer for a in answers],
@@ -358,8 +359,10 @@ class Reply:
 
 
 def usage(answers: list[Answer]) -> UsageInfo:
-    """Summed over choices. reasoning_tokens: every generated token of every run (discarded
-    samples included); completion_tokens = reasoning_tokens + the content's tokens."""
+    """Summed over choices. reasoning_tokens: every generated token of every run but the
+    reply shown (discarded samples included); completion_tokens = reasoning_tokens + the
+    content's tokens, each token counted once (a reply the chain wrote is part of what was
+    generated; an answer read out of the reasoning is counted on top)."""
     reasoning = sum(a.result.usage.reasoning_tokens for a in answers)
     completion = reasoning + sum(a.content_tokens for a in answers)
     prompt = sum(a.result.usage.prompt_tokens for a in answers)

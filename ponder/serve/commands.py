@@ -137,7 +137,8 @@ def serve_command(
     effort_table: Annotated[Path | None, typer.Option(
         help="JSON file replacing levels of the reasoning-effort table.")] = None,
     task: Annotated[str, typer.Option(help="How questions are prompted and answers "
-                                      "read (ponder/tasks).")] = "math",
+                                      "read (ponder/tasks); chat: any prompt, a reply after the "
+                                      "reasoning.")] = "chat",
     model_arg: Annotated[list[str] | None, typer.Option(
         "--model-arg", help="[NAME:]KEY=VALUE keyword for a model's backend, repeatable "
         "(e.g. delay_per_token=0.05 for fake).")] = None,

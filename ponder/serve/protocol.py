@@ -267,8 +267,11 @@ class Params:
 
     @property
     def live(self) -> bool:
-        """Stream reasoning as it is generated (one chain) rather than after selection."""
-        return self.include_reasoning and self.schemes[0].entry.streams
+        """Stream reasoning as it is generated (one chain) rather than after selection. Not
+        where the chain is read as a reply (the chat task): which part of it is the reply is
+        known only once it has ended, and no token is sent as both reasoning and content."""
+        return (self.include_reasoning and self.schemes[0].entry.streams
+                and self.problem.reply is None)
 
     def cut(self, content: str) -> str:
         """OpenAI's `stop`, applied to the answer shown."""

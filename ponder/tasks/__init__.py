@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ponder.core.errors import ConfigError, DataError, UnknownName
-from ponder.tasks import aime, arith, freeform, game24, gsm8k, math500, strategyqa
+from ponder.tasks import aime, arith, chat, freeform, game24, gsm8k, math500, strategyqa
 from ponder.tasks.base import (
     BOXED_INSTRUCTION,
     DEFAULT_CHECKER,
@@ -30,10 +30,10 @@ from ponder.tasks.rules import RULES, Rules
 
 TASKS: dict[str, Task] = {
     task.name: task
-    for task in (freeform.TASK, gsm8k.TASK, math500.TASK, aime.TASK, game24.TASK,
+    for task in (chat.TASK, freeform.TASK, gsm8k.TASK, math500.TASK, aime.TASK, game24.TASK,
                  strategyqa.TASK, arith.TASK)
 }
-DEFAULT_TASK = "math"
+DEFAULT_TASK = "chat"  # what `ponder solve` and `ponder serve` read a question as
 FIELDS = ("question", "answer", "id")  # what a JSONL task's field mapping may name
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.core.errors import ConfigError, DataError, UnknownName
-from ponder.core.problem import Problem
+from ponder.core.problem import Problem, Reply
 from ponder.core.types import Message, user
 from ponder.tasks.rules import RULES, Rules
 
@@ -89,6 +89,8 @@ class Task:
     # (question, text): is this answer right? can these steps so far still succeed?
     verify: Callable[[str, str], bool] | None = None
     partial: Callable[[str, str], bool] | None = None
+    # How a chosen chain reads as a reply for the user (the chat task); None: the answer is it
+    reply: Callable[[str], Reply] | None = None
 
     # --- answers: what schemes and evaluation call ----------------------------------------------
 
@@ -116,7 +118,7 @@ class Task:
                        extract=self.rules.extract, key=self.rules.key,
                        step_delimiter=self.step_delimiter,
                        verify=_bind(self.verify, question), partial=_bind(self.partial, question),
-                       id=record.id or None, gold=record.gold)
+                       id=record.id or None, gold=record.gold, reply=self.reply)
 
     # --- data -----------------------------------------------------------------------------------
 
