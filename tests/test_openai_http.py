@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ponder.core.errors import BackendError
+from ponder.core.errors import BackendError, UnknownName
 from ponder.core.protocols import LanguageModel
 from ponder.core.types import GenerationRequest, SamplingParams, user
 from ponder.models.openai_http import OpenAIModel
@@ -25,7 +25,8 @@ URL = "http://testserver/v1"
 class Server:
     """A scripted server: answers `text` for every choice (or choice k `texts[k]`), records
     every request body. Its tokens are whitespace words (`/tokenize`, when `tokenize`; vLLM's
-    `token_ids` on each choice, when `token_ids`).
+    `token_ids` on each choice, when `token_ids`). `reasoning` is a chat choice's thinking,
+    split off by the server into its message's (or stream deltas') `reasoning_field`.
 
     `n_supported=False` returns one choice whatever `n` is (as many servers do); `faults` is a
     list of things to do instead of answering, consumed one per request: an int status code or
@@ -35,8 +36,10 @@ class Server:
                  faults: list[Any] | None = None, models: tuple[str, ...] = ("m",),
                  choice: dict[str, Any] | None = None, usage: dict[str, Any] | None = None,
                  tokenize: bool = False, texts: tuple[str, ...] = (), token_ids: bool = False,
-                 delay: float = 0.0) -> None:
+                 delay: float = 0.0, reasoning: str | None = None,
+                 reasoning_field: str = "reasoning_content") -> None:
         self.text, self.n_supported, self.faults = text, n_supported, list(faults or [])
+        self.reasoning, self.reasoning_field = reasoning, reasoning_field
         self.models, self.choice, self.tokenize = models, choice or {}, tokenize
         self.texts, self.token_ids, self.delay = texts, token_ids, delay
         self.usage = usage if usage is not None else {"prompt_tokens": 7, "completion_tokens": 2}
@@ -71,19 +74,27 @@ class Server:
                    for k in range(n)]
         time.sleep(self.delay)
         if body.get("stream"):
-            return httpx.Response(200, stream=httpx.ByteStream(b"".join(sse(choices, chat,
-                                                                            self.usage))))
+            events = sse(choices, chat, self.usage, self.reasoning_field)
+            return httpx.Response(200, stream=httpx.ByteStream(b"".join(events)))
         return httpx.Response(200, json={"choices": choices, "usage": self.usage})
 
     def content(self, k: int, chat: bool) -> dict[str, Any]:
         text = self.texts[k] if self.texts else self.text
-        out = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+        said = {self.reasoning_field: self.reasoning} if self.reasoning is not None else {}
+        out = ({"message": {"role": "assistant", "content": text, **said}} if chat
+               else {"text": text})
         return out | ({"token_ids": list(range(len(text.split())))} if self.token_ids else {})
 
 
-def sse(choices: list[dict[str, Any]], chat: bool, usage: dict[str, Any]) -> Iterator[bytes]:
-    """The choices as server-sent events, one word per chunk, then the usage."""
+def sse(choices: list[dict[str, Any]], chat: bool, usage: dict[str, Any],
+        reasoning_field: str = "reasoning_content") -> Iterator[bytes]:
+    """The choices as server-sent events, one word per chunk (a chat's reasoning first, as
+    vLLM sends it), then the usage."""
     for c in choices:
+        said = c["message"].get(reasoning_field) if chat else None
+        for w, word in enumerate((said or "").split(" ") if said is not None else []):
+            delta = {"delta": {reasoning_field: word if w == 0 else " " + word}}
+            yield f"data: {json.dumps({'choices': [{'index': c['index'], **delta}]})}\n\n".encode()
         words = (c["message"]["content"] if chat else c["text"]).split(" ")
         for w, word in enumerate(words):
             piece = word if w == 0 else " " + word
@@ -456,6 +467,108 @@ def test_finish_reasons_and_stop_strings(choice: dict[str, Any], finish: str,
                                          stop_string: str | None, text: str) -> None:
     [[c]] = make(Server(choice=choice)).generate([raw(stop=("\n",))])
     assert (c.finish_reason, c.stop_string, c.text) == (finish, stop_string, text)
+
+
+# ---- native thinkers: reasoning split off by the server, or here ---------------------------
+
+def streams(stream: bool) -> tuple[dict[str, Any], list[str]]:
+    """generate's keyword arguments (an `on_text` when streaming) and the deltas it gets."""
+    deltas: list[str] = []
+    return ({"on_text": lambda r, i, d: deltas.append(d)} if stream else {}), deltas
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_reasoning_the_server_splits_off(field: str, stream: bool) -> None:
+    server = Server(text="\n\nIt is 4.", reasoning="2 plus 2 makes 4.", reasoning_field=field)
+    kw, deltas = streams(stream)
+    [[c]] = make(server).generate([chat()], **kw)
+    assert (c.reasoning, c.text) == ("2 plus 2 makes 4.", "It is 4.")  # the reply's \n\n dropped
+    assert "".join(deltas) == ("<think>2 plus 2 makes 4.</think>\n\nIt is 4." if stream else "")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_thinking_cut_off_by_the_budget_is_all_reasoning(stream: bool) -> None:
+    server = Server(text="", reasoning="Let me", choice={"finish_reason": "length"})
+    kw, deltas = streams(stream)
+    [[c]] = make(server).generate([chat()], **kw)
+    assert (c.reasoning, c.text, c.finish_reason) == ("Let me", "", "length")
+    assert "".join(deltas) == ("<think>Let me" if stream else "")
+
+
+def test_without_reasoning_from_the_server_nothing_changes() -> None:
+    [[c]] = make(Server(text="<think>hm</think>4")).generate([chat()])  # and no parser
+    assert (c.reasoning, c.text) == (None, "<think>hm</think>4")
+
+
+@pytest.mark.parametrize(("parser", "text", "reasoning", "reply"), [
+    pytest.param("deepseek-r1", "2 plus 2.</think>\n\nIt is 4.", "2 plus 2.", "It is 4.",
+                 id="deepseek-r1"),
+    pytest.param("deepseek-r1", "2 plus", "2 plus", "", id="deepseek-r1-never-closed"),
+    pytest.param("qwen3", "<think>\n2 plus 2.\n</think>\n\nIt is 4.", "\n2 plus 2.\n",
+                 "It is 4.", id="qwen3"),
+    pytest.param("qwen3", "It is 4.", None, "It is 4.", id="qwen3-thinking-off"),
+    pytest.param("think", "Well, <think>2 plus 2.</think> 4.", "2 plus 2.", "Well, 4.",
+                 id="think"),
+])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_reasoning_parser_splits_what_the_server_leaves_whole(
+        parser: str, text: str, reasoning: str | None, reply: str, stream: bool) -> None:
+    kw, deltas = streams(stream)
+    [[c]] = make(Server(text=text), reasoning_parser=parser).generate([chat()], **kw)
+    assert (c.reasoning, c.text) == (reasoning, reply)
+    assert "".join(deltas) == (text if stream else "")  # streamed as the model wrote it
+
+
+def test_a_raw_prefix_is_not_parsed() -> None:
+    # A raw prefix continues a chain mid-thought: its text cannot be split on its own.
+    model = make(Server(text="so 4.</think>Done"), reasoning_parser="deepseek-r1")
+    [[c]] = model.generate([raw()])
+    assert (c.reasoning, c.text) == (None, "so 4.</think>Done")
+
+
+def test_the_servers_split_wins_over_the_parser() -> None:
+    model = make(Server(text="It is 4.", reasoning="2+2"), reasoning_parser="deepseek-r1")
+    [[c]] = model.generate([chat()])
+    assert (c.reasoning, c.text) == ("2+2", "It is 4.")
+
+
+def test_the_parser_is_reachable_from_model_args() -> None:
+    from ponder.cli_args import parse_model_args
+    from ponder.models.catalog import load_model
+
+    args = parse_model_args(["reasoning_parser=deepseek-r1"])
+    model = load_model(f"{URL}#m", **args, transport=httpx.MockTransport(Server(text="a</think>b")))
+    assert isinstance(model, OpenAIModel)
+    [[c]] = model.generate([chat()])
+    assert (c.reasoning, c.text) == ("a", "b")
+
+
+def test_an_unknown_parser_is_a_one_line_error() -> None:
+    with pytest.raises(UnknownName, match=r"^unknown reasoning parser 'r2'; valid names: "
+                                          r"deepseek-r1, qwen3, think$"):
+        make(Server(), reasoning_parser="r2")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(("total", "expected"), [
+    pytest.param(4, [4, 6], id="counts-one"),  # llama-server: the usage counts one choice
+    pytest.param(12, [5, 7], id="sums"),  # vLLM: summed, and split as the choices' own counts
+])
+def test_reasoning_tokens_are_counted(stream: bool, total: int, expected: list[int]) -> None:
+    # Each choice counts its reasoning, end tag and reply: "a b c d</think>four" is 4 words.
+    server = Server(texts=("four", "four five six"), reasoning="a b c d", tokenize=True,
+                    usage={"prompt_tokens": 7, "completion_tokens": total})
+    kw, _ = streams(stream)
+    [out] = make(server).generate([chat(n=2, temperature=1.0)], **kw)
+    assert [(c.reasoning, c.text) for c in out] == [("a b c d", "four"),
+                                                    ("a b c d", "four five six")]
+    assert [c.completion_tokens for c in out] == expected
+
+
+def test_a_stop_string_the_server_ignored_cuts_the_reasoning() -> None:
+    [[c]] = make(Server(text="c", reasoning="a\nb")).generate([chat(stop=("\n",))])
+    assert (c.reasoning, c.text, c.finish_reason, c.stop_string) == ("a", "", "stop", "\n")
 
 
 # ---- chat rendering and token counting ----------------------------------------------------

@@ -2,6 +2,10 @@
 serving SmolLM2-135M-Instruct on a free loopback port (a few seconds on CPU).
 
 Needs `pip install 'llama-cpp-python[server]' 'ponder[smollm2]'`; skipped otherwise.
+
+A native thinker's reasoning, split off by the server, is tested against a replay server
+(tests/replay_server.py, needs fastapi and uvicorn) that answers with a vLLM recording
+(tests/recordings/vllm_deepseek_r1.json): vLLM itself needs a GPU.
 """
 
 from __future__ import annotations
@@ -54,9 +58,15 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
              "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
              "--n_ctx", "2048", "--n_threads", "2"],
             stdout=log, stderr=subprocess.STDOUT)
+    yield from serving(proc, port, log_path, "llama_cpp.server")
+
+
+def serving(proc: subprocess.Popen[bytes], port: int, log_path: Path, name: str
+            ) -> Iterator[str]:
+    """The base URL of a server process once it answers; the process is ended after."""
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_until_ready(url, proc, log_path)
+        wait_until_ready(url, proc, log_path, name)
         yield url
     finally:
         proc.terminate()
@@ -67,11 +77,12 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait()
 
 
-def wait_until_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+def wait_until_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path,
+                     name: str = "llama_cpp.server") -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n"
+            pytest.fail(f"{name} exited with {proc.returncode}:\n"
                         f"{log_path.read_text()[-2000:]}")
         try:
             if httpx.get(url + "/models", timeout=1.0).is_success:
@@ -79,8 +90,7 @@ def wait_until_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) ->
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    pytest.fail(f"llama_cpp.server not ready after {READY_TIMEOUT:g}s:\n"
-                f"{log_path.read_text()[-2000:]}")
+    pytest.fail(f"{name} not ready after {READY_TIMEOUT:g}s:\n{log_path.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +260,67 @@ def test_unreachable_url() -> None:
                                            "the server or check the URL$"):
         OpenAIModel(url, model="m", max_retries=1, backoff=0.0).generate(
             [GenerationRequest(messages=user("Hi"))])
+
+
+# ---- a native thinker: reasoning the server splits off ---------------------------------------
+
+RECORDING = Path(__file__).resolve().parent / "recordings" / "vllm_deepseek_r1.json"
+
+
+@pytest.fixture(scope="module")
+def replay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"the replay server needs {', '.join(missing)}")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("replay-server") / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(RECORDING.parent.parent / "replay_server.py"), str(RECORDING),
+             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    yield from serving(proc, port, log_path, "the replay server")
+
+
+def test_the_recording_is_one_answer_whole_and_streamed() -> None:
+    recording = json.loads(RECORDING.read_text())
+    [choice] = recording["response"]["choices"]
+    deltas = [c["choices"][0]["delta"] for c in recording["stream"] if c["choices"]]
+    for field in ("reasoning_content", "content"):
+        assert "".join(d.get(field) or "" for d in deltas) == choice["message"][field]
+    assert recording["stream"][-1]["usage"].items() <= recording["response"]["usage"].items()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_reasoning_a_vllm_server_splits_off(replay_url: str, stream: bool) -> None:
+    recording = json.loads(RECORDING.read_text())
+    message = recording["response"]["choices"][0]["message"]
+    usage = recording["response"]["usage"]
+    deltas: list[str] = []
+    on_text = (lambda r, i, d: deltas.append(d)) if stream else None
+    with OpenAIModel(replay_url, timeout=30.0) as model:  # the served model, discovered
+        [[c]] = model.generate([GenerationRequest(SamplingParams(max_tokens=256),
+                                                  messages=user("What is 2+2?"))],
+                               on_text=on_text)
+    assert c.reasoning == message["reasoning_content"]
+    assert c.reasoning is not None and c.reasoning.startswith("Okay, so I need")
+    assert c.text == message["content"].lstrip("\n") == (
+        "2 plus 2 equals **4**.\n\n\\[\n2 + 2 = \\boxed{4}\n\\]")
+    assert (c.finish_reason, c.stop_string) == ("stop", None)
+    # The usage counts reasoning and reply alike: every token the model generated.
+    assert (c.prompt_tokens, c.completion_tokens) == (usage["prompt_tokens"],
+                                                      usage["completion_tokens"])
+    if stream:  # on_text: the text as the model wrote it, reasoning inside its tags
+        assert len(deltas) > 80
+        assert "".join(deltas) == (f"<think>{message['reasoning_content']}</think>"
+                                   f"{message['content']}")
+
+
+def test_a_scheme_counts_the_reasoning_tokens(replay_url: str) -> None:
+    from ponder.schemes import get_scheme
+    from ponder.tasks import get_task
+
+    usage = json.loads(RECORDING.read_text())["response"]["usage"]
+    with OpenAIModel(replay_url, timeout=30.0) as model:
+        result = get_scheme("cot")(get_task("math").problem("What is 2+2?"), model=model)
+    assert result.usage.completion_tokens == usage["completion_tokens"]
+    assert result.usage.prompt_tokens == usage["prompt_tokens"]

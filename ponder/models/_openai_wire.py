@@ -1,6 +1,7 @@
 """The OpenAI wire format for `OpenAIModel` (openai_http.py): choices as they arrive (whole or
-as stream deltas), error answers, JSON bodies, a response's token total checked against and
-split over its choices, and chat rendering where the server's own template cannot be seen.
+as stream deltas, with the reasoning a server split off), error answers, JSON bodies, a
+response's token total checked against and split over its choices, and chat rendering where the
+server's own template cannot be seen.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 
 from ponder.core.errors import BackendError, ConfigError, ModelNotFound
+from ponder.core.reasoning import END, START
 from ponder.core.types import Message
 
 
@@ -35,9 +37,14 @@ class HTTPStatus(Exception):
 
 @dataclass
 class Choice:
-    """One choice as it arrives, whole or in stream chunks."""
+    """One choice as it arrives, whole or in stream chunks.
 
-    text: list[str] = field(default_factory=list)
+    A chat choice's reasoning, where the server split it off (`message.reasoning_content`:
+    vLLM, SGLang, llama-server, DeepSeek's API; `message.reasoning`: Ollama, newer vLLM; the
+    same names on stream deltas), is kept apart from its content in `reasoning`."""
+
+    text: list[str] = field(default_factory=list)  # the content (chat) or text (completions)
+    reasoning: list[str] | None = None  # None: the server split no reasoning off
     finish: str | None = None
     stop_reason: Any = None  # vLLM names the stop string that matched
     logprobs: list[float] | None = None
@@ -51,10 +58,31 @@ class Choice:
         own = self.token_ids if self.token_ids is not None else self.logprobs
         return None if own is None else len(own)
 
+    @property
+    def began(self) -> bool:
+        """Some text or reasoning has arrived."""
+        return any(self.text) or any(self.reasoning or ())
+
+    def generated(self) -> str:
+        """The text as the model wrote it, as near as can be told: reasoning the server split
+        off goes back before the content, with the end tag between where content followed."""
+        text = "".join(self.text)
+        if self.reasoning is None:
+            return text
+        return "".join(self.reasoning) + (END if text else "") + text
+
     def absorb(self, choice: dict[str, Any], chat: bool) -> str:
-        """Add one choice object or stream delta; return its new text."""
+        """Add one choice object or stream delta; return what `on_text` is shown of it: its
+        content, and reasoning the server split off shown inside `<think>...</think>` before
+        the content, as the model wrote it."""
         message = choice.get("message") or choice.get("delta") or {}
         text = (message.get("content") if chat else choice.get("text")) or ""
+        said = split_off(message) if chat else None
+        opens = said is not None and self.reasoning is None
+        if said is not None:
+            self.reasoning = [*(self.reasoning or []), said]
+        closes = bool(text) and self.reasoning is not None and not any(self.text)
+        shown = (START if opens else "") + (said or "") + (END if closes else "") + text
         self.text.append(text)
         self.finish = choice.get("finish_reason") or self.finish
         self.stop_reason = choice.get("stop_reason", self.stop_reason)
@@ -71,7 +99,14 @@ class Choice:
             else:  # {"tokens": [...], "token_logprobs": [...], "top_logprobs": [{token: lp}]}
                 self.logprobs.extend(lp.get("token_logprobs") or [])
                 self.top.extend(dict(t or {}) for t in lp.get("top_logprobs") or [])
-        return text
+        return shown
+
+
+def split_off(message: dict[str, Any]) -> str | None:
+    """The reasoning a server split off a chat message or delta, if it did."""
+    said = message.get("reasoning_content")
+    said = said if isinstance(said, str) else message.get("reasoning")
+    return said if isinstance(said, str) else None
 
 
 def describe(e: Exception) -> str:

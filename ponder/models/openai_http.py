@@ -25,6 +25,15 @@ Where this departs from a local backend, and why:
     calls overlap, so a run's `model_seconds` through HTTP can exceed its wall `seconds`.
   * The API returns text, not token ids: `token_ids` stays empty. `stop_string` is known only
     where the server names it (vLLM's `stop_reason`) or the text had to be cut here.
+  * Native thinkers: reasoning that a server splits off (`reasoning_content` or `reasoning`
+    on a chat message or stream delta) becomes `Completion.reasoning`, and the content, less
+    its leading whitespace (as the parsers drop it), its `text`. A server that leaves
+    `<think>...</think>` in the content gets it split here when `reasoning_parser` names a
+    parser (ponder/core/reasoning.py: deepseek-r1, qwen3, think), for chat requests only: a raw
+    prefix may stop or start mid-thought. Without one, and with no reasoning from the server,
+    `reasoning` stays None and the text whole. Streaming, `on_text` gets the text as the model
+    wrote it: reasoning the server split off comes inside `<think>...</think>` before the
+    content, and text this backend splits comes as it arrived.
   * `render_chat` cannot see the remote template: it uses `chat_template` (a jinja2 string),
     else `tokenizer` (a local Hugging Face tokenizer dir; needs transformers), else ChatML.
     `count_tokens` asks the server's tokenizer (`/tokenize` on vLLM, SGLang and llama-server,
@@ -47,6 +56,7 @@ import httpx
 
 from ponder.core.errors import BackendError, ConfigError, ModelNotFound
 from ponder.core.protocols import OnText, ShouldStop
+from ponder.core.reasoning import PARSERS, ReasoningParser, get_parser
 from ponder.core.types import Completion, FinishReason, GenerationRequest, Message
 from ponder.models._openai_wire import (
     Choice,
@@ -82,8 +92,8 @@ class OpenAIModel:
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
                  timeout: float = 600.0, max_retries: int = 3, concurrency: int = 16,
                  name: str | None = None, chat_template: str | None = None,
-                 tokenizer: str | None = None, transport: httpx.BaseTransport | None = None,
-                 backoff: float = 0.5) -> None:
+                 tokenizer: str | None = None, reasoning_parser: str | None = None,
+                 transport: httpx.BaseTransport | None = None, backoff: float = 0.5) -> None:
         if timeout <= 0:
             raise ConfigError("timeout", timeout, "use a positive number of seconds")
         if max_retries < 0:
@@ -107,6 +117,7 @@ class OpenAIModel:
         self._tokenize_probed = False
         self._probe_lock = threading.Lock()  # worker threads count tokens concurrently
         self._render = chat_renderer(chat_template, tokenizer)
+        self.reasoning_parser = get_parser(reasoning_parser) if reasoning_parser else None
         self.model = model or self._served_models(first_only=True)[0]
         self.name = name or self.model
 
@@ -197,7 +208,7 @@ class OpenAIModel:
             return self._post(url, body, chat, choices)
 
         try:
-            usage = self._retrying(url, send, lambda: any(any(c.text) for c in choices.values()))
+            usage = self._retrying(url, send, lambda: any(c.began for c in choices.values()))
         except HTTPStatus as e:
             if e.status == 400 and job.n > 1:  # some servers refuse n > 1 outright
                 log.info("%s refused n=%d (%s); sending single requests", url, job.n, e.detail)
@@ -310,7 +321,7 @@ class OpenAIModel:
 
     def _completions(self, req: GenerationRequest, choices: list[Choice],
                      usage: dict[str, Any], seconds: float) -> list[Completion]:
-        texts = ["".join(c.text) for c in choices]
+        texts = [c.generated() for c in choices]
         if "prompt_tokens" in usage:
             prompt_tokens = int(usage["prompt_tokens"])
         else:
@@ -326,12 +337,25 @@ class OpenAIModel:
             for s in req.params.stop:  # a server that ignored `stop`: cut the text here
                 if s in text and finish != "cancelled":
                     text, finish, stop_string = text[: text.index(s)], "stop", s
+            reasoning, text = self._split(c, req, text)
             out.append(Completion(
-                text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
+                text=text, reasoning=reasoning, finish_reason=finish, prompt_tokens=prompt_tokens,
                 completion_tokens=count, cached_tokens=cached, token_logprobs=c.logprobs,
                 top_logprobs=c.top if req.params.logprobs else None, stop_string=stop_string,
                 seconds=seconds / len(choices)))
         return out
+
+    def _split(self, c: Choice, req: GenerationRequest, text: str) -> tuple[str | None, str]:
+        """(reasoning, reply) of a choice's generated `text`: split as the server split it
+        (`generated` put its reasoning back in front of the end tag, as R1 writes it), else by
+        `reasoning_parser` for a chat; else (None, text)."""
+        parser: ReasoningParser | None = (
+            PARSERS["deepseek-r1"] if c.reasoning is not None
+            else self.reasoning_parser if req.messages is not None else None)
+        if parser is None:
+            return None, text
+        split = parser.split(text)
+        return split.reasoning, split.content
 
     def _completion_tokens(self, total: int | None, texts: list[str], choices: list[Choice]
                            ) -> list[int]:

@@ -173,12 +173,18 @@ class Run:
     def add_chain(self, completion: Completion, problem: Problem, *, role: str = POLICY,
                   parent: Node | None = None, **meta: object) -> Node:
         """Record a whole chain as a node of the trace (a root unless `parent` is given), with
-        its extracted answer, who wrote it, and the spans ponder inserted into it."""
-        return self.trace.add(completion.text, parent=None if parent is None else parent.id,
+        its extracted answer, who wrote it, and the spans ponder inserted into it. A native
+        thinker's thinking (`Completion.reasoning`) is kept in the chain as `<think>…</think>`
+        before its reply, which is how tasks that read replies (chat) tell them apart."""
+        text = (completion.text if completion.reasoning is None
+                else f"<think>{completion.reasoning}</think>{completion.text}")
+        shift = len(text) - len(completion.text)
+        return self.trace.add(text, parent=None if parent is None else parent.id,
                               tokens=completion.completion_tokens,
-                              answer=problem.extract(completion.text), terminal=True,
+                              answer=problem.extract(text), terminal=True,
                               finish_reason=completion.finish_reason, role=role,
-                              forced=list(completion.forced), meta=dict(meta))
+                              forced=[(a + shift, b + shift) for a, b in completion.forced],
+                              meta=dict(meta))
 
     def score(self, scorer: Scorer, candidates: Sequence[Candidate]) -> list[float | None]:
         """The one scoring path, for whole chains and tree paths alike: one score per

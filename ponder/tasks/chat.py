@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 
 from ponder.core.problem import Reply
+from ponder.core.reasoning import get_parser
 from ponder.tasks.base import Task
 from ponder.tasks.rules import Rules
 from ponder.verifiers import canonical, extract_answer, is_equivalent
@@ -31,26 +32,21 @@ from ponder.verifiers import canonical, extract_answer, is_equivalent
 INSTRUCTION = ("Please reason step by step. If the question has a single short final answer (a "
                "number, an expression, yes/no, or a choice), put that answer within \\boxed{} "
                "at the end; otherwise, do not.")
-_THINKING = re.compile(r"^\s*(?:<think>)?(.*?)</think>\s*", re.DOTALL)
+THINK = get_parser("think")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\{((?:[^{}]|\{[^{}]*\})*)\}")
-
-
-def split_thinking(text: str) -> tuple[str | None, str]:
-    """(thinking, the rest) where the chain has a closed think block, else (None, text)."""
-    match = _THINKING.match(text)
-    return (match.group(1).strip(), text[match.end():]) if match else (None, text)
 
 
 def extract(text: str) -> str | None:
     """The answer the reply states: the thinking of a native thinker is never read."""
-    return extract_answer(split_thinking(text)[1])
+    return extract_answer(THINK.split(text).content)
 
 
 def reply(text: str) -> Reply:
-    """A chosen chain as reasoning and reply (the module docstring says how)."""
-    thinking, rest = split_thinking(text)
-    if thinking is not None:
-        return Reply(thinking, unbox(rest.strip()))
+    """A chosen chain as reasoning and reply (the module docstring says how). Thinking cut off
+    before its end is all reasoning, with no reply."""
+    split = THINK.split(text)
+    if split.reasoning is not None:
+        return Reply(split.reasoning.strip(), unbox(split.content.strip()))
     paragraphs = [p for p in text.strip().split("\n\n") if p.strip()]
     if extract_answer(text) is None or len(paragraphs) < 2:
         return Reply("", unbox(text.strip()))
