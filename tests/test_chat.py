@@ -134,3 +134,16 @@ def test_the_server_reply_is_content_and_tokens_add_up() -> None:
                       if ch["choices"])
     assert shown == "So 17 * 24 is 408." and "So 17" not in thought  # no token sent twice
     assert math.isfinite(usage["total_tokens"])
+
+
+def test_a_budget_too_small_for_the_scheme_says_so() -> None:
+    """OpenAI's usual max_tokens 512 pays for one of self-consistency@8's chains of 512."""
+    c = TestClient(create_app({"m": ScriptedModel(["\\boxed{1}"])}, CHAT.problem))
+    body = c.post("/v1/chat/completions", json={
+        "model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": 512,
+        "ponder": {"scheme": "self-consistency@8"}}).json()
+    assert (body["ponder"]["chains_asked"], body["ponder"]["chains_run"]) == (8, 1)
+    enough = c.post("/v1/chat/completions", json={
+        "model": "m", "messages": [{"role": "user", "content": "q"}], "n": 2,
+        "ponder": {"scheme": "self-consistency@3"}}).json()
+    assert (enough["ponder"]["chains_asked"], enough["ponder"]["chains_run"]) == (6, 6)

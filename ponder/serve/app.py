@@ -336,6 +336,8 @@ class Reply:
                           model_calls=sum(a.result.usage.model_calls for a in answers),
                           seconds=round(max(a.result.usage.seconds for a in answers), 4),
                           by_role=by_role(answers),
+                          chains_asked=sum(s.config.n for s in self.params.schemes),
+                          chains_run=sum(len(a.result.trace.roots()) for a in answers),
                           stopped=next((a.stopped for a in answers if a.stopped), None))
         return ChatCompletion(id=self.id, created=self.created, model=self.model,
                               choices=choices, usage=usage(answers), ponder=info)
