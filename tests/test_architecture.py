@@ -1,7 +1,7 @@
 """The seams, read off the import graph: every `import` and `from ... import` of a ponder module
 anywhere in ponder/ (inside functions too, but not under `if TYPE_CHECKING:`) is an edge.
 
-- core imports nothing else of ponder;
+- core imports nothing else of ponder, and tools (the sandbox) nothing but core;
 - schemes import no backend (ponder.models);
 - models import nothing from schemes, train, eval or serve;
 - no import cycles among ponder's modules.
@@ -60,6 +60,8 @@ def package(module: str) -> str:
     ("schemes", {"models", "eval", "serve", "train", "cli", "cli_args"}),
     ("models", {"schemes", "train", "eval", "serve", "cli", "cli_args"}),
     ("scorers", {"schemes", "models", "eval", "serve", "train", "cli", "cli_args"}),
+    ("tools", {"models", "schemes", "scorers", "tasks", "verifiers", "eval", "serve", "train",
+               "cli", "cli_args", "trace_view"}),
 ])
 def test_layers_import_only_what_they_may(layer: str, forbidden: set[str]) -> None:
     crossing = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() if package(m) == layer
