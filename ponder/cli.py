@@ -190,7 +190,8 @@ def schemes(
               f"its own is played by the policy)", markup=False, soft_wrap=True)
     out.print(f"settings, written {name}@N:key=value (@N sets n); defaults shown:", markup=False)
     for row in rows:
-        shown = row.default if isinstance(row.default, str) else json.dumps(row.default)
+        plain = isinstance(row.default, str) and row.default.isprintable()
+        shown = row.default if plain else json.dumps(row.default)
         out.print(f"  {row.name:16} {shown:10} {row.help}", markup=False, soft_wrap=True)
     module = inspect.getmodule(entry.run)
     doc = module.__doc__ if module else None
