@@ -209,9 +209,9 @@ class Usage:
     seconds: float = 0.0
     model_seconds: float = 0.0
     by_role: list[RoleUsage] = field(default_factory=list)
-    # The tokens of the reply shown (a task that reads a reply: the chat task), generated and
-    # so inside completion_tokens: then reasoning_tokens + content_tokens = completion_tokens.
-    # 0 where the content is only the extracted answer (read, not generated).
+    # The tokens of the reply shown (a task that reads a reply: the chat task), counted as
+    # shown; every other generated token is reasoning, so reasoning_tokens + content_tokens =
+    # completion_tokens. 0 where the content is only the extracted answer (read, not written).
     content_tokens: int = 0
 
     def add_completions(self, completions: Iterable[Completion], *, reasoning: bool = True,

@@ -232,11 +232,10 @@ class Run:
         if self.problem is not None and self.problem.reply is not None and chosen is not None:
             reply = self.problem.reply(reasoning)
             reasoning, content = reply.reasoning, reply.content
-            if not reasoning:  # the chosen chain is the reply: its tokens, exactly
-                shown = sum(self.trace.nodes[i].tokens for i in self.trace.chosen)
-            else:
-                shown = self.model.count_tokens(content) if content else 0
-            shown = min(shown, self.usage.completion_tokens)
+            # the reply's tokens as shown (a \boxed{} shown plain is shorter than written): every
+            # generated token not shown, discarded samples and markup included, is reasoning
+            shown = min(self.model.count_tokens(content) if content else 0,
+                        self.usage.completion_tokens)
             self.usage.content_tokens = shown
             self.usage.reasoning_tokens = self.usage.completion_tokens - shown
         return Result(answer=answer, content=content, reasoning=reasoning, trace=self.trace,
