@@ -28,19 +28,13 @@ import ast
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ponder.eval.store import cpu_model
+from ponder.serve.process import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "benchmarks" / "prompts" / "suite.jsonl"
@@ -62,30 +56,6 @@ class Checked:
     note: str = ""
     content: str = field(default="", repr=False)
     reasoning: str = field(default="", repr=False)
-
-
-@contextmanager
-def serving(model: str) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "ponder.serve", "--model", model,
-                                "--port", str(port), "--log-level", "warning"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None, "no server"
-                time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def messages_of(item: dict[str, Any]) -> list[dict[str, str]]:
@@ -197,7 +167,7 @@ def main() -> None:
     counter = load_model(args.model, n_ctx=512)  # the server's tokenizer, to count content
     started = time.monotonic()
     results: list[Checked] = []
-    with serving(args.model) as url:
+    with serving("--model", args.model) as url:
         for effort in args.efforts.split(","):
             results += run(url, args.model, items, effort, counter.count_tokens)
     counter.close()

@@ -28,19 +28,15 @@ import contextlib
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ponder.eval.store import cpu_model
+from ponder.serve.process import serving
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "serve_hardening.md"
 ASK = [{"role": "user", "content": "What is 6 * 7?"}]
@@ -86,30 +82,6 @@ def fuzz(examples: int) -> tuple[Counter[int], Counter[str], int]:
             with contextlib.suppress(Unsatisfiable):  # no input to break (GET /health)
                 run()
     return statuses, failures, operations
-
-
-@contextmanager
-def serving(*args: str) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "ponder.serve", "--port", str(port),
-                                "--log-level", "warning", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None, "no server"
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def health(url: str) -> dict[str, Any]:

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import ast
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
+
+from ponder.serve.process import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 openai = pytest.importorskip("openai")
@@ -25,34 +22,16 @@ _FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[Any, Any]]:
-    """The server, the client, and the model's own tokenizer to count content with."""
+    """The server's client, and the model's own tokenizer to count content with."""
     from ponder.models.catalog import load_model
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    process = subprocess.Popen([sys.executable, "-m", "ponder.serve", "--model", "default",
-                                "--port", str(port), "--log-level", "warning"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
     tokenizer = load_model("default", n_ctx=256, n_seq_max=1)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, process.communicate()[0].decode()
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start in 300 s"
-            time.sleep(0.2)
-        yield (openai.OpenAI(base_url=f"{base}/v1", api_key="unused", timeout=600,
-                             max_retries=0), tokenizer)
+        with serving("--model", "default") as url:
+            yield (openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=600,
+                                 max_retries=0), tokenizer)
     finally:
         tokenizer.close()
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def ask(client: Any, prompt: str) -> tuple[str, str, Any]:

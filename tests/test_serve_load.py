@@ -7,52 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 
+from ponder.serve.process import serving
+
 pytestmark = pytest.mark.server
 
 SLOW_CHAIN = "word " * 400 + "\\boxed{1}"
 ASK = [{"role": "user", "content": "What is 6 * 7?"}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serving(*args: str) -> Iterator[str]:
-    """`python -m ponder.serve ARGS` on a free loopback port; yields its base URL when ready."""
-    port = free_port()
-    command = [sys.executable, "-m", "ponder.serve", "--port", str(port),
-               "--log-level", "warning", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()[0].decode()
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start in 60 s"
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +159,10 @@ def test_clients_that_leave_while_queued_give_their_place_back(stream: bool) -> 
 
         admitted, _ = asyncio.run(scenario())
         assert admitted == 2
+
+
+def test_a_server_that_cannot_start_says_why() -> None:
+    from ponder.serve.process import ServeError
+
+    with pytest.raises(ServeError, match="unknown model 'nope'"), serving("--model", "nope"):
+        pass

@@ -3,15 +3,12 @@ model on CPU). Small token budgets keep each call to a few seconds."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
+
+from ponder.serve.process import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 openai = pytest.importorskip("openai")
@@ -19,35 +16,11 @@ ASK = [{"role": "user", "content": "What is 6 * 7?"}]
 BUDGET = 16
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    port = free_port()
-    command = [sys.executable, "-m", "ponder.serve", "--model", "smollm=smollm2-135m",
-               "--port", str(port), "--max-concurrency", "2", "--log-level", "warning",
-               "--model-arg", "n_ctx=4096"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, process.communicate()[0].decode()
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start in 180 s"
-            time.sleep(0.2)
-        yield openai.OpenAI(base_url=f"{base}/v1", api_key="unused", timeout=300, max_retries=0)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serving("--model", "smollm=smollm2-135m", "--max-concurrency", "2",
+                 "--model-arg", "n_ctx=4096", ready_seconds=180) as url:
+        yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=300, max_retries=0)
 
 
 @pytest.fixture(scope="module")
