@@ -1,7 +1,8 @@
-"""`math`: the default task for a free-form question (`ponder solve "..."`).
+"""`math`: any question read as a math problem (`ponder solve --task math "..."`; the default
+was this until the chat task, ponder/tasks/chat.py).
 
 No dataset of its own: it asks with the boxed chain-of-thought prompt, reads the final answer
-with `extract_answer` and judges it with `is_equivalent`. `task.load(path)` still reads any JSONL
+with `extract_answer` and judges it with `is_equivalent`; the content shown is the answer. `task.load(path)` still reads any JSONL
 with `question` / `answer` fields.
 """
 
