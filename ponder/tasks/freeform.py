@@ -2,8 +2,8 @@
 was this until the chat task, ponder/tasks/chat.py).
 
 No dataset of its own: it asks with the boxed chain-of-thought prompt, reads the final answer
-with `extract_answer` and judges it with `is_equivalent`; the content shown is the answer. `task.load(path)` still reads any JSONL
-with `question` / `answer` fields.
+with `extract_answer` and judges it with `is_equivalent`; the content shown is the answer.
+`task.load(path)` still reads any JSONL with `question` / `answer` fields.
 """
 
 from __future__ import annotations
