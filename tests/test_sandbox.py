@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from ponder.core.errors import ConfigError, PonderError
-from ponder.tools import sandbox
+from ponder.tools import sandbox, sandbox_child
 from ponder.tools.sandbox import TRUNCATED, run_python
 
 NOBODY = sandbox.SANDBOX_UID
-BOOTSTRAP = os.path.realpath(sandbox.__file__).encode()
+BOOTSTRAP = os.path.realpath(sandbox_child.__file__).encode()
 ESCAPES = (Path(tempfile.gettempdir(), "ponder_escape_test"), Path("/root/ponder_escape_test"))
 WRITTEN_OUTSIDE = {"write outside the working directory", None}  # None: no such folder there
 
@@ -41,7 +41,7 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
         pytest.skip("the kernel refuses namespaces here; the fallback is tested instead")
     if request.param == "python":
         monkeypatch.setattr(sandbox, "NAMESPACES", False)
-        if os.geteuid() == 0 and not sandbox._readable_by_others(sys.base_prefix):
+        if os.geteuid() == 0 and not sandbox_child._readable_by_others(sys.base_prefix):
             monkeypatch.setattr(sandbox, "SANDBOX_UID", 0)
             monkeypatch.setattr(sandbox, "SANDBOX_GID", 0)
     return str(request.param)
@@ -207,7 +207,7 @@ def test_namespaces_hide_the_host_and_end_every_process(tmp_path: Path) -> None:
 def test_the_fallback_refuses_to_run_model_code_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
     """Root whose interpreter nobody can read, with no namespaces, cannot drop privileges:
     one clear error, not model code running as root."""
-    if os.geteuid() != 0 or sandbox._readable_by_others(sys.base_prefix):
+    if os.geteuid() != 0 or sandbox_child._readable_by_others(sys.base_prefix):
         pytest.skip("only where root could not drop to nobody")
     monkeypatch.setattr(sandbox, "NAMESPACES", False)
     with pytest.raises(PonderError, match="cannot read the interpreter") as err:
