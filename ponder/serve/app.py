@@ -337,7 +337,7 @@ class Reply:
                           seconds=round(max(a.result.usage.seconds for a in answers), 4),
                           by_role=by_role(answers),
                           chains_asked=sum(s.config.n for s in self.params.schemes),
-                          chains_run=sum(len(a.result.trace.roots()) for a in answers),
+                          chains_run=sum(n.terminal for a in answers for n in a.result.trace.nodes),
                           stopped=next((a.stopped for a in answers if a.stopped), None))
         return ChatCompletion(id=self.id, created=self.created, model=self.model,
                               choices=choices, usage=usage(answers), ponder=info)

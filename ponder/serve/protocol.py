@@ -336,8 +336,9 @@ class PonderInfo(BaseModel):
     model_calls: int
     seconds: float
     by_role: list[RoleInfo] = Field(default_factory=list)
-    # chains the schemes asked for (n x the scheme's N) and the chains they ran: fewer where
-    # max_completion_tokens could not pay for them all, or an adaptive scheme stopped early
+    # chains the schemes asked for (n x the scheme's N) and the chains they ran to an end (a
+    # tree's completed paths): fewer where max_completion_tokens could not pay for them all,
+    # or an adaptive scheme stopped early
     chains_asked: int = 0
     chains_run: int = 0
     # why the runs stopped before they were done: "max_request_seconds" (the server's cap)
