@@ -178,6 +178,57 @@ def test_a_reply_cut_at_reply_tokens_finishes_with_length() -> None:
     assert result.content == words(5).strip()
 
 
+
+# -- inside the voting schemes --------------------------------------------------------------
+
+def voter(answers: Sequence[str], thought: str = "the sum is \\boxed{1}") -> ScriptedModel:
+    """Chain i thinks `thought` (a boxed 1: never the answer) and replies `answers[i]`; it
+    reads which chain it is from the request's sample number."""
+    def write(prompt: str, i: int) -> str:
+        so_far = written(prompt)
+        return f"so \\boxed{{{answers[i]}}}" if END in so_far else f" {thought}\n{END}"
+    return ScriptedModel(write)
+
+
+@pytest.mark.parametrize("spec", ["self-consistency@3:budget=50",
+                                  "adaptive@3:batch=3:budget=50",
+                                  "best-of-n@3:budget=50:scorer=uniform"])
+def test_voting_schemes_force_every_chain_and_vote_on_the_replies(spec: str) -> None:
+    model = voter(["7", "8", "7"])
+    result = get_scheme(spec)(PROBLEM, model=model)
+    nodes = result.trace.nodes
+    assert [n.answer for n in nodes] == ["7", "8", "7"]  # the boxed 1 in the thinking: no vote
+    assert result.answer == "7" and result.trace.meta["votes"] == {"7": 2, "8": 1}
+    assert all(forced_texts(n) == ["<think>\n"] and n.text.count(END) == 1 for n in nodes)
+    # one batched call thinks for all three chains, one more writes all three replies
+    think, reply = model.calls
+    assert len(think) == len(reply) == 3
+    assert all(r.params.stop == (END,) and r.params.max_tokens == 50 for r in think)
+    assert [r.params.first_sample for r in think] == [0, 1, 2]
+    # every chain's thinking is reasoning; the replies' tokens are metered apart from it
+    reply_tokens = 3 * len(tokenize("so \\boxed{7}"))
+    assert result.usage.completion_tokens - result.usage.reasoning_tokens == reply_tokens
+
+
+def test_forced_chains_in_a_vote_are_each_cut_at_their_own_budget() -> None:
+    model = thinker(lambda _: words(100))
+    result = get_scheme("self-consistency@2:budget=10:reply_tokens=5")(PROBLEM, model=model)
+    assert all(forced_texts(n) == ["<think>\n", LEAD_IN] for n in result.trace.nodes)
+    reply = len(tokenize("so \\boxed{42}"))
+    assert result.usage.completion_tokens == 2 * (10 + reply)
+    assert result.usage.reasoning_tokens == 2 * 10
+    assert get_scheme("self-consistency@2:budget=10:reply_tokens=5").config.token_budget == 30
+
+
+def test_a_native_thinkers_boxed_thought_is_not_its_answer() -> None:
+    """Without forcing, a chain written in tags (a native thinker's) votes with its reply."""
+    model = ScriptedModel(lambda _p, i: f"<think>\\boxed{{1}}</think>answer \\boxed{{{i}}}")
+    result = get_scheme("self-consistency@3")(PROBLEM, model=model)
+    assert [n.answer for n in result.trace.nodes] == ["0", "1", "2"]
+    cut = ScriptedModel(lambda _p, _i: "<think>it is \\boxed{1} but")
+    assert get_scheme("self-consistency@2")(PROBLEM, model=cut).answer is None
+
+
 # -- the run's budget and usage --------------------------------------------------------------
 
 @pytest.mark.parametrize(("spec", "thinking", "reply"), [

@@ -13,7 +13,13 @@ from typing import Any, Literal
 
 from ponder.core.errors import ConfigError
 
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+# {"role": "system" | "user" | "assistant" | "tool", "content": "..."}, in OpenAI's form: an
+# assistant turn may carry "tool_calls" ([{"id", "type": "function", "function": {"name",
+# "arguments": JSON text}}]) and a tool turn its "tool_call_id" (see core/tool_calls.py)
+Message = dict[str, Any]
+# A tool offered to the model, as OpenAI sends it: {"type": "function", "function": {"name",
+# "description", "parameters": a JSON schema}}; chat templates render it as given.
+Tool = dict[str, Any]
 FinishReason = Literal["stop", "length", "cancelled"]
 # A span of text that ponder wrote into a chain rather than the model sampled (a tool's output,
 # a forced end of thinking): (start, end) character offsets, end exclusive.
@@ -92,12 +98,15 @@ class GenerationRequest:
     `keep_kv` hints that a later request will continue this one's prompt + completion (a tree
     search expanding a node): the llama.cpp backend then keeps each finished sample's KV cache
     among its held prefixes instead of freeing it; other backends ignore it.
+    `tools` are offered to the model with `messages`: the backend renders them through the
+    chat template (or sends them to a server that renders its own).
     """
 
     params: SamplingParams = field(default_factory=SamplingParams)
     messages: tuple[Message, ...] | None = None
     prefix: str | None = None
     keep_kv: bool = False
+    tools: tuple[Tool, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prefix is None):
@@ -105,6 +114,8 @@ class GenerationRequest:
                               "give exactly one of messages or prefix")
         if self.messages is not None and not isinstance(self.messages, tuple):
             object.__setattr__(self, "messages", tuple(self.messages))
+        if not isinstance(self.tools, tuple):
+            object.__setattr__(self, "tools", tuple(self.tools))
 
 
 @dataclass
@@ -148,8 +159,12 @@ def splice(head: Completion, forced: str, tail: Completion) -> Completion:
     shift = len(head.text) + len(forced)
     inserted: tuple[Span, ...] = ((len(head.text), shift),) if forced else ()
     spans = (*head.forced, *inserted, *((a + shift, b + shift) for a, b in tail.forced))
-    logprobs = (None if head.token_logprobs is None or tail.token_logprobs is None
-                else head.token_logprobs + tail.token_logprobs)
+    # a piece with no tokens (forced text alone) neither has nor lacks logprobs
+    heads = head.token_logprobs if head.token_ids else head.token_logprobs or []
+    tails = tail.token_logprobs if tail.token_ids else tail.token_logprobs or []
+    logprobs = (None if heads is None or tails is None
+                or (head.token_logprobs is None and tail.token_logprobs is None)
+                else heads + tails)
     seconds = (None if head.seconds is None and tail.seconds is None
                else (head.seconds or 0.0) + (tail.seconds or 0.0))
     return Completion(

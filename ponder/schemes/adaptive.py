@@ -39,13 +39,14 @@ from dataclasses import dataclass
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import Node, Result
-from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.base import Run
+from ponder.schemes.forcing import ForcedConfig, chains
 from ponder.schemes.usc import most_consistent
 from ponder.schemes.vote import record, tally
 
 
 @dataclass
-class Config(SchemeConfig):
+class Config(ForcedConfig):
     n: int = 16  # the most chains it may sample
     batch: int = 4  # chains per batch; the vote is checked after each
     confidence: float = 0.95  # stop when P(the leader is the mode) reaches this
@@ -91,12 +92,12 @@ def run(problem: Problem, r: Run, config: Config) -> Result:
     nodes: list[Node] = []
     stopped: str | None = None
     while len(nodes) < config.n and stopped is None and not r.cancelled:
-        k = r.affordable(min(config.batch, config.n - len(nodes)))
+        k = r.affordable(min(config.batch, config.n - len(nodes)), config.chain_tokens)
         if k == 0:
             break
         # One seed, samples numbered on: the chains are those self-consistency@n would draw
         # with this seed, in order, so the two compare on the same samples.
-        batch = r.sample(problem.messages, k, seed=config.seed, first_sample=len(nodes))
+        batch = chains(problem, r, config, k, first_sample=len(nodes))
         nodes += [r.add_chain(c, problem, batch=r.calls) for c in batch]
         votes = [a.votes for a in tally(nodes, problem)]
         free_form = problem.reply is not None and not votes

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.protocols import Candidate, LanguageModel, OnText, Scorer, ShouldStop
+from ponder.core.reasoning import get_parser
 from ponder.core.types import (
     MAX_N,
     POLICY,
@@ -34,6 +35,8 @@ from ponder.core.types import (
 )
 from ponder.core.wrap import Wrapper
 from ponder.scorers import RewardFn, resolve_scorer
+
+THINK = get_parser("think")
 
 
 @dataclass
@@ -175,13 +178,14 @@ class Run:
         """Record a whole chain as a node of the trace (a root unless `parent` is given), with
         its extracted answer, who wrote it, and the spans ponder inserted into it. A native
         thinker's thinking (`Completion.reasoning`) is kept in the chain as `<think>…</think>`
-        before its reply, which is how tasks that read replies (chat) tell them apart."""
+        before its reply, which is how tasks that read replies (chat) tell them apart; a chain
+        in tags, native or forced (forcing.py), has its answer read from the reply alone."""
         text = (completion.text if completion.reasoning is None
                 else f"<think>{completion.reasoning}</think>{completion.text}")
         shift = len(text) - len(completion.text)
         return self.trace.add(text, parent=None if parent is None else parent.id,
                               tokens=completion.completion_tokens,
-                              answer=problem.extract(text), terminal=True,
+                              answer=problem.extract(answered(text)), terminal=True,
                               finish_reason=completion.finish_reason, role=role,
                               forced=[(a + shift, b + shift) for a, b in completion.forced],
                               meta=dict(meta))
@@ -250,6 +254,13 @@ class _Metered(Wrapper):
     def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,
                  should_stop: ShouldStop | None = None) -> list[list[Completion]]:
         return self._run.generate(requests, role=self._role)
+
+
+def answered(text: str) -> str:
+    """What a chain's answer is read from: the reply after its thinking where it thought in
+    `<think>` tags (none if the thinking never ended), else the whole chain."""
+    split = THINK.split(text)
+    return text if split.reasoning is None else split.content if split.closed else ""
 
 
 def steps_of(text: str, problem: Problem) -> list[str]:

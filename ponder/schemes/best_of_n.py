@@ -16,13 +16,14 @@ from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import Result
 from ponder.schemes.base import Run, ScoredConfig
+from ponder.schemes.forcing import ForcedConfig, chains
 from ponder.schemes.vote import record, tally
 
 SELECTIONS = ("plain", "weighted")
 
 
 @dataclass
-class Config(ScoredConfig):
+class Config(ForcedConfig, ScoredConfig):
     n: int = 8  # chains sampled and scored
     selection: str = "weighted"  # plain: the top chain; weighted: scores summed per answer
     scorer: str = "confidence"  # scores each chain: confidence, judge, rule, prm:PATH, ...
@@ -35,9 +36,9 @@ class Config(ScoredConfig):
 
 def run(problem: Problem, r: Run, config: Config) -> Result:
     scorer = r.step_scorer(config.scorer)
-    n = r.affordable(config.n)
+    n = r.affordable(config.n, config.chain_tokens)
     logprobs = 0 if scorer.needs_logprobs else None
-    completions = r.sample(problem.messages, n, logprobs=logprobs) if n else []
+    completions = chains(problem, r, config, n, logprobs=logprobs) if n else []
     nodes = [r.add_chain(c, problem) for c in completions]
     if not nodes:
         return r.finish(None, None)

@@ -4,7 +4,8 @@ consistent reply instead (Universal Self-Consistency, usc.py).
 
 Departures from the paper: answers are grouped by a normalised key rather than exact string
 match, and ties go to the answer sampled first (see vote.py). All N chains are sampled in one
-batched call, so a batching backend prefills the prompt once.
+batched call, so a batching backend prefills the prompt once. With `budget=` each chain is
+budget-forced (forcing.py), all chains in batched rounds, and the vote is over their replies.
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ from dataclasses import dataclass
 
 from ponder.core.problem import Problem
 from ponder.core.types import Result
-from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.base import Run
+from ponder.schemes.forcing import ForcedConfig, chains
 from ponder.schemes.usc import most_consistent
 from ponder.schemes.vote import record, tally
 
 
 @dataclass
-class Config(SchemeConfig):
+class Config(ForcedConfig):
     n: int = 8  # chains sampled in one batch
 
 
 def run(problem: Problem, r: Run, config: Config) -> Result:
-    n = r.affordable(config.n)
-    nodes = [r.add_chain(c, problem) for c in r.sample(problem.messages, n)] if n else []
+    n = r.affordable(config.n, config.chain_tokens)
+    nodes = [r.add_chain(c, problem) for c in chains(problem, r, config, n)] if n else []
     ranked = tally(nodes, problem)
     r.trace.meta["votes"] = record(nodes, ranked)
     if not ranked:  # free-form replies (or none with an answer): Universal Self-Consistency
