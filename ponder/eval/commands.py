@@ -6,8 +6,10 @@ them on their own. User errors are `PonderError`s: one line on stderr, exit code
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -117,8 +119,14 @@ def report_command(
     baseline: Annotated[str | None, typer.Option(
         help="Compare tokens and accuracy to this scheme (default: cot), e.g. "
         "self-consistency@8.")] = None,
+    equal_tokens: Annotated[bool, typer.Option(
+        "--equal-tokens", help="Also set each scheme next to self-consistency (or adaptive, "
+        "best-of-n) run at several sizes, at the same tokens per question: one long chain "
+        "against parallel samples (see docs/eval.md).")] = False,
 ) -> None:
     """Accuracy (95% CI), cost per question and relative cost of each scheme in results DBs."""
+    from ponder.eval.equal_tokens import HEADERS, at_equal_tokens, cells
+    from ponder.eval.equal_tokens import to_markdown as equal_markdown
     from ponder.eval.report import plot as draw
     from ponder.eval.report import read_rows, summarize, title, to_json, to_markdown
 
@@ -131,13 +139,29 @@ def report_command(
     if not summaries:
         err.print(f"{', '.join(map(str, dbs))}: no results yet"
                   + (f" at positions {positions}" if positions else ""), markup=False)
+    matched = at_equal_tokens(summaries) if equal_tokens else []
+    if equal_tokens and not matched:
+        err.print("--equal-tokens: no parallel curve to compare with; run a voting scheme at "
+                  "two or more sizes, e.g. --schemes self-consistency@2,self-consistency@4",
+                  markup=False)
     if as_json:  # plain writes: rich would wrap long lines at the console width
-        typer.echo(to_json(summaries, meta, ci))
+        payload = json.loads(to_json(summaries, meta, ci))
+        if equal_tokens:
+            payload["equal_tokens"] = [asdict(m) for m in matched]
+        typer.echo(json.dumps(payload, indent=1))
     elif markdown:
         typer.echo(to_markdown(summaries, meta, ci), nl=False)
+        if matched:
+            typer.echo("\nAt equal tokens (`--equal-tokens`):\n\n" + equal_markdown(matched),
+                       nl=False)
     else:
         out.print(title(meta), style="bold", markup=False)
         print_table(summaries, ci)
+        if matched:
+            table = Table(*HEADERS, box=None, pad_edge=False, title="at equal tokens")
+            for m in matched:
+                table.add_row(*cells(m))
+            out.print(table)
     if plot is not None and summaries:
         try:
             draw(summaries, plot, title(meta))
