@@ -294,10 +294,21 @@ def test_a_prompt_that_opens_the_thinking_gets_no_second_opening(opening: str) -
     assert result.reasoning == words(5).strip()
 
 
+def test_a_budget_of_zero_ends_the_thinking_at_once() -> None:
+    """reasoning_effort "none" for a thinking model: no thinking, the reply at once."""
+    model = thinker(lambda _: words(100))
+    result, node = solve("budget:budget=0", model)
+    assert len(calls(model)) == 1  # the reply's call only: no thinking call
+    assert forced_texts(node) == ["<think>\n", LEAD_IN] and result.reasoning == ""
+    assert result.answer == "42" and result.usage.reasoning_tokens == 0
+
+
 # -- settings ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("spec", "param"), [
-    ("budget:budget=0", "budget"),
+    ("budget:budget=-1", "budget"),
+    ("self-consistency@2:budget=64:tools=python", "tools"),
+    ("cot:tools=bash", "tools"),
     ("budget:waits=-1", "waits"),
     ("budget:wait= ", "wait"),
     ("budget:lead_in=Answer:", "lead_in"),

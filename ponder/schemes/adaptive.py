@@ -39,14 +39,14 @@ from dataclasses import dataclass
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import Node, Result
-from ponder.schemes.base import Run
-from ponder.schemes.forcing import ForcedConfig, chains
+from ponder.schemes.base import ChainConfig, Run
+from ponder.schemes.chains import chains
 from ponder.schemes.usc import most_consistent
 from ponder.schemes.vote import record, tally
 
 
 @dataclass
-class Config(ForcedConfig):
+class Config(ChainConfig):
     n: int = 16  # the most chains it may sample
     batch: int = 4  # chains per batch; the vote is checked after each
     confidence: float = 0.95  # stop when P(the leader is the mode) reaches this

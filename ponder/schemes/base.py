@@ -76,6 +76,58 @@ class ScoredConfig(SchemeConfig):
     scorer: str = "judge"  # the scorer: judge, confidence, rule, uniform, prm:PATH, orm:PATH
 
 
+TOOLS = ("python",)  # what `tools=` may name: run the chain's ```python blocks (tooluse.py)
+
+
+@dataclass
+class ChainConfig(SchemeConfig):
+    """How each chain of a chain scheme is written, beyond sampling it whole: budget forcing
+    (forcing.py: with `budget` set, every chain thinks in tags, cut at the budget or extended
+    with "Wait") or tools (tooluse.py: with `tools=python`, the chain's code blocks run in the
+    sandbox and their output is inserted). chains.py dispatches."""
+
+    budget: int | None = None  # thinking tokens per chain, forced to end there; null: no forcing
+    waits: int = 0  # times an early end of thinking is replaced by `wait`
+    wait: str = "Wait"  # the text that replaces an early end of thinking
+    lead_in: str = "\n</think>\n\n"  # forced to end the thinking (at the budget); has </think>
+    reply_tokens: int = 256  # most tokens of the reply after the thinking
+    tools: str = ""  # python: run each ```python block the chain writes; empty: none
+    tool_calls: int = 4  # most code blocks run per chain; later ones are left as written
+    tool_seconds: float = 5.0  # wall-time limit of one code block's run
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.budget is not None and self.budget < 0:
+            raise ConfigError("budget", self.budget,
+                              "use a number of thinking tokens (0: end the thinking at once)")
+        if self.waits < 0:
+            raise ConfigError("waits", self.waits, "use 0 (keep an early end) or more")
+        if not self.wait.strip():
+            raise ConfigError("wait", self.wait, "use a word that continues thinking: Wait")
+        if "</think>" not in self.lead_in:
+            raise ConfigError("lead_in", self.lead_in, "include </think>, e.g. \\n</think>\\n\\n")
+        if self.reply_tokens < 1:
+            raise ConfigError("reply_tokens", self.reply_tokens,
+                              "use a positive number of tokens")
+        if self.tools and self.tools not in TOOLS:
+            raise ConfigError("tools", self.tools, f"use one of: {', '.join(TOOLS)}")
+        if self.tools and self.budget is not None:
+            raise ConfigError("tools", self.tools, "tools and budget forcing do not combine "
+                              "yet; drop budget= or tools=")
+        if self.tool_calls < 1 or not 0 < self.tool_seconds <= 60:
+            raise ConfigError("tool_calls" if self.tool_calls < 1 else "tool_seconds",
+                              self.tool_calls if self.tool_calls < 1 else self.tool_seconds,
+                              "use at least 1 call, and 0 < seconds <= 60")
+        if self.budget is not None and self.token_budget is None:
+            self.token_budget = self.n * self.chain_tokens
+
+    @property
+    def chain_tokens(self) -> int:
+        """The most tokens one chain samples: a forced chain's thinking and reply, else
+        `max_tokens`."""
+        return self.max_tokens if self.budget is None else self.budget + self.reply_tokens
+
+
 @dataclass
 class Run:
     """One scheme run: its models by role, the budget left, the usage so far, and the trace.

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import Result
-from ponder.schemes.base import Run, ScoredConfig
-from ponder.schemes.forcing import ForcedConfig, chains
+from ponder.schemes.base import ChainConfig, Run, ScoredConfig
+from ponder.schemes.chains import chains
 from ponder.schemes.vote import record, tally
 
 SELECTIONS = ("plain", "weighted")
 
 
 @dataclass
-class Config(ForcedConfig, ScoredConfig):
+class Config(ChainConfig, ScoredConfig):
     n: int = 8  # chains sampled and scored
     selection: str = "weighted"  # plain: the top chain; weighted: scores summed per answer
     scorer: str = "confidence"  # scores each chain: confidence, judge, rule, prm:PATH, ...

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import FinishReason, Result
-from ponder.schemes.base import Run
-from ponder.schemes.forcing import ForcedConfig, Thinking, sample
+from ponder.schemes.base import ChainConfig, Run
+from ponder.schemes.forcing import Thinking, sample
 
 
 @dataclass
-class Config(ForcedConfig):
+class Config(ChainConfig):
     n: int = 1  # always 1: one chain
     temperature: float = 0.0  # greedy, as s1
     max_tokens: int = 1024  # unused: budget bounds the thinking, reply_tokens the reply

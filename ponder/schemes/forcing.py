@@ -43,46 +43,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.types import Completion, GenerationRequest, splice
-from ponder.schemes.base import Run, SchemeConfig
+from ponder.schemes.base import ChainConfig, Run
 
 OPEN, END = "<think>", "</think>"
-
-
-@dataclass
-class ForcedConfig(SchemeConfig):
-    """Settings of a scheme whose chains may be budget-forced: with `budget` set, every chain
-    thinks in tags and is cut or extended as the module docstring says."""
-
-    budget: int | None = None  # thinking tokens per chain, forced to end there; null: no forcing
-    waits: int = 0  # times an early end of thinking is replaced by `wait`
-    wait: str = "Wait"  # the text that replaces an early end of thinking
-    lead_in: str = "\n</think>\n\n"  # forced to end the thinking (at the budget); has </think>
-    reply_tokens: int = 256  # most tokens of the reply after the thinking
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.budget is not None and self.budget < 1:
-            raise ConfigError("budget", self.budget, "use a positive number of thinking tokens")
-        if self.waits < 0:
-            raise ConfigError("waits", self.waits, "use 0 (keep an early end) or more")
-        if not self.wait.strip():
-            raise ConfigError("wait", self.wait, "use a word that continues thinking: Wait")
-        if END not in self.lead_in:
-            raise ConfigError("lead_in", self.lead_in, f"include {END}, e.g. \\n{END}\\n\\n")
-        if self.reply_tokens < 1:
-            raise ConfigError("reply_tokens", self.reply_tokens,
-                              "use a positive number of tokens")
-        if self.budget is not None and self.token_budget is None:
-            self.token_budget = self.n * self.chain_tokens
-
-    @property
-    def chain_tokens(self) -> int:
-        """The most tokens one chain samples: a forced chain's thinking and reply, else
-        `max_tokens`."""
-        return self.max_tokens if self.budget is None else self.budget + self.reply_tokens
 
 
 @dataclass
@@ -106,7 +71,7 @@ class Thinking:
         return "" if self.end is None else self.chain.text[self.end + len(END):]
 
 
-def sample(problem: Problem, r: Run, config: ForcedConfig, n: int, first_sample: int = 0,
+def sample(problem: Problem, r: Run, config: ChainConfig, n: int, first_sample: int = 0,
            logprobs: int | None = None) -> list[Thinking]:
     """n budget-forced chains, thought and replied in batched rounds. Chain i draws sample
     `first_sample + i` of each round's seed, so with the same seed adaptive's batches are the
@@ -122,7 +87,7 @@ def sample(problem: Problem, r: Run, config: ForcedConfig, n: int, first_sample:
     return chains
 
 
-def think(chains: Sequence[Thinking], prompt: str, r: Run, config: ForcedConfig,
+def think(chains: Sequence[Thinking], prompt: str, r: Run, config: ChainConfig,
           first_sample: int, logprobs: int | None = None) -> None:
     """Sample every chain's thinking until it ends, forcing "Wait" over early ends and the
     lead-in at the budget. Leaves `end` None only on chains the run's cancellation stopped."""
@@ -149,7 +114,7 @@ def think(chains: Sequence[Thinking], prompt: str, r: Run, config: ForcedConfig,
                 judge(t, c, r, config, len(open_))
 
 
-def judge(t: Thinking, c: Completion, r: Run, config: ForcedConfig, open_: int) -> None:
+def judge(t: Thinking, c: Completion, r: Run, config: ChainConfig, open_: int) -> None:
     """After a round: cut at the budget, or an early end (at `</think>`, or at the end of the
     turn with the thinking still open) replaced by "Wait", or let stand."""
     if c.finish_reason == "length":
@@ -167,7 +132,7 @@ def judge(t: Thinking, c: Completion, r: Run, config: ForcedConfig, open_: int) 
         force_end(t, config, budget=False)
 
 
-def thinking_room(t: Thinking, r: Run, config: ForcedConfig, open_: int) -> int:
+def thinking_room(t: Thinking, r: Run, config: ChainConfig, open_: int) -> int:
     """Thinking tokens a chain's next call may sample: its thinking budget's rest, and its
     share of the run's budget less what the replies must keep."""
     budget = config.budget or config.max_tokens
@@ -175,13 +140,13 @@ def thinking_room(t: Thinking, r: Run, config: ForcedConfig, open_: int) -> int:
     return min(budget - t.tokens, share)
 
 
-def force_end(t: Thinking, config: ForcedConfig, *, budget: bool) -> None:
+def force_end(t: Thinking, config: ChainConfig, *, budget: bool) -> None:
     t.end = len(t.chain.text) + config.lead_in.index(END)
     t.chain = splice(t.chain, config.lead_in, Completion(""))
     t.budget_forced = budget
 
 
-def reply(chains: Sequence[Thinking], prompt: str, r: Run, config: ForcedConfig,
+def reply(chains: Sequence[Thinking], prompt: str, r: Run, config: ChainConfig,
           logprobs: int | None = None) -> None:
     """Every ended chain's reply, in one batched call, metered as content. Not streamed: a
     live stream is the reasoning, and the reply comes as the content."""
@@ -202,13 +167,3 @@ def reply(chains: Sequence[Thinking], prompt: str, r: Run, config: ForcedConfig,
 
 
 
-
-def chains(problem: Problem, r: Run, config: ForcedConfig, n: int, *, first_sample: int = 0,
-           logprobs: int | None = None) -> list[Completion]:
-    """The voting schemes' n chains: samples `first_sample`.. of the run's seed, drawn whole in
-    one batched call, or, with `budget` set, forced as above (each a whole chain: opening,
-    thinking, end, reply; forced spans marked)."""
-    if config.budget is None:
-        return r.sample(problem.messages, n, logprobs=logprobs, seed=config.seed,
-                        first_sample=first_sample)
-    return [t.chain for t in sample(problem, r, config, n, first_sample, logprobs)]

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 from ponder.core.problem import Problem
 from ponder.core.types import Result
-from ponder.schemes.base import Run
-from ponder.schemes.forcing import ForcedConfig, chains
+from ponder.schemes.base import ChainConfig, Run
+from ponder.schemes.chains import chains
 from ponder.schemes.usc import most_consistent
 from ponder.schemes.vote import record, tally
 
 
 @dataclass
-class Config(ForcedConfig):
+class Config(ChainConfig):
     n: int = 8  # chains sampled in one batch
 
 
