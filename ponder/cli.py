@@ -15,7 +15,7 @@ from ponder.core.files import check_writable, write_text_atomic
 from ponder.eval.commands import eval_command, report_command
 from ponder.serve.commands import serve_command
 from ponder.trace_view import trace_command
-from ponder.train.commands import distill_command, grpo_command, prm_command
+from ponder.train.commands import distill_command, grpo_command, prm_command, verifier_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn a language model into a reasoning model.")
@@ -224,6 +224,7 @@ train_app = typer.Typer(no_args_is_help=True, help="Train reasoning models and r
 app.add_typer(train_app, name="train")
 train_app.command("grpo")(grpo_command)
 train_app.command("prm")(prm_command)
+train_app.command("verifier")(verifier_command)
 
 
 def main(typer_app: typer.Typer = app) -> None:

@@ -4,7 +4,8 @@ Every scorer has a `name`, says whether it `needs_logprobs`, and scores a batch 
 (whole chains and tree paths alike) with `score(candidates)`. The table maps names to
 factories taking the model in the scheme's `judge` role (the policy unless another is given),
 so a judge can reuse it. Scorers that load a model of their own are named `KIND:PATH`
-(`prm:/models/my-prm`, `orm:/models/my-orm`); their factories take the path as well.
+(`prm:/models/my-prm`, `orm:/models/my-orm`, `verifier:runs/verifier.json`); their factories
+take the path as well.
 A TRL-shaped reward function, `fn(prompts, completions, **kw)`, is a scorer through
 `RewardFunction`; `resolve_scorer` does that for whatever a caller hands a scheme.
 """
@@ -15,10 +16,12 @@ from collections.abc import Callable, Sequence
 
 from ponder.core.errors import UnknownName
 from ponder.core.protocols import Candidate, LanguageModel, Scorer
+from ponder.scorers.calc import Calc
 from ponder.scorers.confidence import Confidence
 from ponder.scorers.judge import StepJudge
 from ponder.scorers.prm import PRMScorer
 from ponder.scorers.rule import RuleScorer
+from ponder.scorers.verifier import VerifierScorer
 
 RewardFn = Callable[..., Sequence[float | None]]
 
@@ -53,6 +56,7 @@ class RewardFunction:
 
 
 SCORERS: dict[str, Callable[[LanguageModel], Scorer]] = {
+    "calc": lambda model: Calc(),  # exp(-false arithmetic claims); no model needed
     "confidence": lambda model: Confidence(),
     "judge": StepJudge,
     "rule": lambda model: RuleScorer(),
@@ -64,6 +68,8 @@ SCORERS: dict[str, Callable[[LanguageModel], Scorer]] = {
 PATH_SCORERS: dict[str, Callable[[str, LanguageModel], Scorer]] = {
     "prm": lambda path, model: PRMScorer(path),  # format read off the model's config
     "orm": lambda path, model: PRMScorer(path, format="sequence-classification"),
+    # ponder train verifier's logistic regression over cheap chain features (a JSON file)
+    "verifier": lambda path, model: VerifierScorer(path, model),
 }
 
 

@@ -243,3 +243,27 @@ def prm_command(
                          max_length=max_length, seed=seed,
                          log=lambda step, loss: say(f"step {step}/{steps} loss {loss:.4f}"))
     say(f"PRM → {training.path} (use it as scorer=prm:{training.path})")
+
+
+# --- ponder train verifier ------------------------------------------------------------------------
+
+def verifier_command(
+    stores: Annotated[list[Path], typer.Argument(help="Results files of `ponder eval` on the "
+                                                 "train split, with sampled chains (e.g. "
+                                                 "self-consistency@8 rows).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the verifier "
+                                      "(JSON).")] = Path("runs/verifier.json"),
+    l2: Annotated[float, typer.Option(help="L2 penalty on the weights.")] = 0.01,
+    steps: Annotated[int, typer.Option(help="Gradient descent steps.")] = 2000,
+    any_split: Annotated[bool, typer.Option("--any-split", help="Train on results that are "
+                                            "not of the train split too.")] = False,
+) -> None:
+    """Train an outcome verifier on the policy's own chains: a logistic regression over answer
+    agreement, false arithmetic claims, length and format. Sample first, e.g. `ponder eval
+    gsm8k --split train --schemes self-consistency@8 -o runs/train.db` (resumable)."""
+    from ponder.train.verifier import FEATURES, train_verifier
+
+    verifier = train_verifier(stores, out, any_split=any_split, l2=l2, steps=steps, say=say)
+    weights = ", ".join(f"{n} {w:+.2f}" for n, w in zip(FEATURES, verifier.weights, strict=True))
+    say(f"weights: {weights}; train AUROC {verifier.stats['train_auroc']:.3f}")
+    say(f"verifier → {out} (use it as scorer=verifier:{out})")
