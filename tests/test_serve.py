@@ -157,7 +157,7 @@ def test_stream_search_reports_progress_then_the_chosen_chain() -> None:
         pytest.param({"messages": "hi"}, "messages", id="messages-not-a-list"),
         pytest.param({"messages": [{"role": "user", "content": 5}]}, "messages[0].content",
                      id="content-wrong-type"),
-        pytest.param({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role",
+        pytest.param({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role",
                      id="unsupported-role"),
         pytest.param({"messages": [*ASK, {"role": "assistant", "content": "4"}]}, "messages",
                      id="last-turn-not-user"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ponder.core.problem import Problem
-from ponder.core.types import Completion, GenerationRequest, Message
+from ponder.core.types import Completion, GenerationRequest, Message, Tool
 
 # on_text(request_index, sample_index, delta): called as text is generated, for streaming.
 OnText = Callable[[int, int, str], None]
@@ -36,9 +36,10 @@ class LanguageModel(Protocol):
         """Return, for each request, its `params.n` completions in order."""
         ...
 
-    def render_chat(self, messages: Sequence[Message], *,
-                    add_generation_prompt: bool = True) -> str:
-        """The model's chat template applied to `messages`, as the raw text it would see."""
+    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
+                    tools: Sequence[Tool] = ()) -> str:
+        """The model's chat template applied to `messages` (and the `tools` offered, where the
+        template carries tools), as the raw text it would see."""
         ...
 
     def count_tokens(self, text: str) -> int:

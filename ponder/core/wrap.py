@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ponder.core.protocols import LanguageModel, OnText, ShouldStop
-from ponder.core.types import Completion, GenerationRequest, Message
+from ponder.core.types import Completion, GenerationRequest, Message, Tool
 
 
 class Wrapper:
@@ -24,9 +24,12 @@ class Wrapper:
                  should_stop: ShouldStop | None = None) -> list[list[Completion]]:
         return self.model.generate(requests, on_text=on_text, should_stop=should_stop)
 
-    def render_chat(self, messages: Sequence[Message], *,
-                    add_generation_prompt: bool = True) -> str:
-        return self.model.render_chat(messages, add_generation_prompt=add_generation_prompt)
+    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
+                    tools: Sequence[Tool] = ()) -> str:
+        if not tools:  # a model written before tools were offered still renders plain chats
+            return self.model.render_chat(messages, add_generation_prompt=add_generation_prompt)
+        return self.model.render_chat(messages, add_generation_prompt=add_generation_prompt,
+                                      tools=tools)
 
     def count_tokens(self, text: str) -> int:
         return self.model.count_tokens(text)

@@ -1,7 +1,7 @@
 """The OpenAI wire format for `OpenAIModel` (openai_http.py): choices as they arrive (whole or
-as stream deltas, with the reasoning a server split off), error answers, JSON bodies, a
-response's token total checked against and split over its choices, and chat rendering where the
-server's own template cannot be seen.
+as stream deltas, with the reasoning and tool calls a server split off), error answers, JSON
+bodies, a response's token total checked against and split over its choices, and chat
+rendering where the server's own template cannot be seen.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ import httpx
 
 from ponder.core.errors import BackendError, ConfigError, ModelNotFound
 from ponder.core.reasoning import END, START
-from ponder.core.types import Message
+from ponder.core.tool_calls import for_template, hermes
+from ponder.core.types import Message, Tool
+
+# (messages, add_generation_prompt, tools) -> the prompt text
+Renderer = Callable[[Sequence[Message], bool, Sequence[Tool]], str]
 
 
 class HTTPStatus(Exception):
@@ -41,7 +45,9 @@ class Choice:
 
     A chat choice's reasoning, where the server split it off (`message.reasoning_content`:
     vLLM, SGLang, llama-server, DeepSeek's API; `message.reasoning`: Ollama, newer vLLM; the
-    same names on stream deltas), is kept apart from its content in `reasoning`."""
+    same names on stream deltas), is kept apart from its content in `reasoning`. Tool calls a
+    server parsed (`message.tool_calls`, or its stream deltas by index) go back into the text
+    after the content, as the model wrote them (core/tool_calls.py reads them there)."""
 
     text: list[str] = field(default_factory=list)  # the content (chat) or text (completions)
     reasoning: list[str] | None = None  # None: the server split no reasoning off
@@ -50,6 +56,7 @@ class Choice:
     logprobs: list[float] | None = None
     top: list[dict[str, float]] | None = None
     token_ids: list[int] | None = None  # vLLM sends them when asked (`return_token_ids`)
+    calls: dict[int, list[str]] = field(default_factory=dict)  # index -> [name, arguments]
 
     @property
     def tokens(self) -> int | None:
@@ -65,8 +72,9 @@ class Choice:
 
     def generated(self) -> str:
         """The text as the model wrote it, as near as can be told: reasoning the server split
-        off goes back before the content, with the end tag between where content followed."""
-        text = "".join(self.text)
+        off goes back before the content, with the end tag between where content followed,
+        and its tool calls after the content."""
+        text = "".join(self.text) + self.called()
         if self.reasoning is None:
             return text
         return "".join(self.reasoning) + (END if text else "") + text
@@ -84,6 +92,9 @@ class Choice:
         closes = bool(text) and self.reasoning is not None and not any(self.text)
         shown = (START if opens else "") + (said or "") + (END if closes else "") + text
         self.text.append(text)
+        self._add_calls(message.get("tool_calls") if chat else None)
+        if choice.get("finish_reason") and self.calls:
+            shown += self.called()  # the calls are whole only once the choice has finished
         self.finish = choice.get("finish_reason") or self.finish
         self.stop_reason = choice.get("stop_reason", self.stop_reason)
         ids = choice.get("token_ids")
@@ -100,6 +111,22 @@ class Choice:
                 self.logprobs.extend(lp.get("token_logprobs") or [])
                 self.top.extend(dict(t or {}) for t in lp.get("top_logprobs") or [])
         return shown
+
+    def _add_calls(self, calls: Any) -> None:
+        """A message's tool calls, or a stream delta's pieces of them (arguments in parts)."""
+        for k, call in enumerate(calls if isinstance(calls, list) else []):
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
+            name, arguments = function.get("name"), function.get("arguments")
+            entry = self.calls.setdefault(call.get("index", k), ["", ""])
+            entry[0] += name if isinstance(name, str) else ""
+            entry[1] += (arguments if isinstance(arguments, str)  # Ollama sends an object
+                         else json.dumps(arguments) if isinstance(arguments, dict) else "")
+
+    def called(self) -> str:
+        """The calls in the Hermes form, each on its own line after the content."""
+        return "".join("\n" + hermes(*self.calls[k]) for k in sorted(self.calls))
 
 
 def split_off(message: dict[str, Any]) -> str | None:
@@ -145,8 +172,7 @@ def split_usage(total: int, counted: Sequence[int]) -> list[int] | None:
     return parts
 
 
-def chat_renderer(template: str | None, tokenizer: str | None
-                   ) -> Callable[[Sequence[Message], bool], str]:
+def chat_renderer(template: str | None, tokenizer: str | None) -> Renderer:
     if template is not None:
         try:
             from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -160,20 +186,24 @@ def chat_renderer(template: str | None, tokenizer: str | None
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = raise_exception
         compiled = env.from_string(template)
-        return lambda messages, gen: compiled.render(
-            messages=list(messages), add_generation_prompt=gen, bos_token="", eos_token="")
+        return lambda messages, gen, tools: compiled.render(
+            messages=for_template(messages), tools=list(tools) or None,
+            add_generation_prompt=gen, bos_token="", eos_token="")
     if tokenizer is not None:
         try:
             from transformers import AutoTokenizer
         except ImportError as e:
             raise ModelNotFound("tokenizer= needs transformers: pip install transformers") from e
         tok = AutoTokenizer.from_pretrained(tokenizer)
-        return lambda messages, gen: str(tok.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=gen))
+        return lambda messages, gen, tools: str(tok.apply_chat_template(
+            for_template(messages), tools=list(tools) or None, tokenize=False,
+            add_generation_prompt=gen))
     return chatml
 
 
-def chatml(messages: Iterable[Message], add_generation_prompt: bool) -> str:
-    """ChatML, the template of Qwen, SmolLM2 and many others: the likeliest guess."""
+def chatml(messages: Iterable[Message], add_generation_prompt: bool,
+           tools: Sequence[Tool] = ()) -> str:
+    """ChatML, the template of Qwen, SmolLM2 and many others: the likeliest guess. It has no
+    place for tools: give `chat_template=` or `tokenizer=` to render them."""
     text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
     return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")

@@ -8,12 +8,14 @@ milliseconds. A "token" is a whitespace-separated word (plus the whitespace befo
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 from collections.abc import Callable, Sequence
 
 from ponder.core.protocols import OnText, ShouldStop
-from ponder.core.types import Completion, GenerationRequest, Message
+from ponder.core.tool_calls import hermes
+from ponder.core.types import Completion, GenerationRequest, Message, Tool
 
 # script(prompt_text, sample_index) -> the full text the model "wants" to write
 Script = Callable[[str, int], str]
@@ -55,10 +57,13 @@ class ScriptedModel:
         self._delay = delay_per_token
         self.calls: list[list[GenerationRequest]] = []  # for tests to inspect
 
-    def render_chat(self, messages: Sequence[Message], *,
-                    add_generation_prompt: bool = True) -> str:
-        text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
-        return text + (ASSISTANT if add_generation_prompt else "")
+    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
+                    tools: Sequence[Tool] = ()) -> str:
+        """A chat as `<|role|>` blocks; tools offered as one `<|tools|>` block of JSON before
+        it, and earlier calls in the Hermes form, as Qwen2.5's template writes them."""
+        head = f"<|tools|>\n{json.dumps(list(tools))}\n" if tools else ""
+        text = "".join(f"<|{m['role']}|>\n{m['content'] or ''}{_calls(m)}\n" for m in messages)
+        return head + text + (ASSISTANT if add_generation_prompt else "")
 
     def count_tokens(self, text: str) -> int:
         return len(tokenize(text))
@@ -76,11 +81,16 @@ class ScriptedModel:
         self.calls.append(list(requests))
         out = []
         for r, req in enumerate(requests):
-            prompt = req.prefix if req.prefix is not None else self.render_chat(req.messages or ())
+            prompt = req.prefix if req.prefix is not None else self._chat(req)
             out.append([
                 self._one(prompt, r, i, req, on_text, should_stop) for i in range(req.params.n)
             ])
         return out
+
+    def _chat(self, req: GenerationRequest) -> str:
+        if req.tools:  # only then: a subclass that renders its own way may not know tools
+            return self.render_chat(req.messages or (), tools=req.tools)
+        return self.render_chat(req.messages or ())
 
     def _one(
         self, prompt: str, r: int, i: int, req: GenerationRequest,
@@ -124,3 +134,8 @@ class ScriptedModel:
             token_logprobs=[lp / max(len(emitted), 1)] * len(emitted) if lp is not None else None,
             stop_string=stop_string,
         )
+
+
+def _calls(message: Message) -> str:
+    return "".join("\n" + hermes(c["function"]["name"], c["function"]["arguments"])
+                   for c in message.get("tool_calls") or ())

@@ -51,7 +51,8 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from ponder.core.errors import ConfigError, ModelLoadError, ModelNotFound
 from ponder.core.protocols import OnText, ShouldStop
-from ponder.core.types import Completion, GenerationRequest, Message
+from ponder.core.tool_calls import for_template
+from ponder.core.types import Completion, GenerationRequest, Message, Tool
 from ponder.models._llama_batch import Decoder, Job, PromptCache, Vocab
 from ponder.models._llama_batch import Sequence as Seq
 from ponder.models._llama_loop import Scheduler
@@ -161,11 +162,13 @@ class LlamaCppModel:
         return {gen: Jinja2ChatFormatter(template, eos_token=eos_text, bos_token=bos,
                                          add_generation_prompt=gen) for gen in (False, True)}
 
-    def render_chat(self, messages: Sequence[Message], *,
-                    add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
+                    tools: Sequence[Tool] = ()) -> str:
+        """The GGUF's own template (ChatML where it has none, which renders no tools)."""
         render = self._templates[add_generation_prompt]
         try:
-            return render(messages=list(messages)).prompt  # type: ignore[arg-type]
+            return render(messages=for_template(messages),  # type: ignore[arg-type]
+                          tools=list(tools) or None).prompt  # type: ignore[arg-type]
         except (jinja2.TemplateError, ValueError) as e:  # ValueError: raise_exception() in it
             raise ConfigError("messages", f"{len(messages)} messages",
                               f"the model's chat template rejects them ({e})") from e
@@ -191,7 +194,8 @@ class LlamaCppModel:
             if token >= 0 else ""
 
     def _prompt(self, r: int, req: GenerationRequest) -> np.ndarray:
-        text = req.prefix if req.prefix is not None else self.render_chat(req.messages or ())
+        text = (req.prefix if req.prefix is not None
+                else self.render_chat(req.messages or (), tools=req.tools))
         ids = np.asarray(self.tokenize(text), dtype=np.int32)
         if not 0 < ids.size < self.n_ctx:
             raise ConfigError(f"requests[{r}]", f"{ids.size}-token prompt",

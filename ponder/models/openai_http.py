@@ -34,6 +34,8 @@ Where this departs from a local backend, and why:
     `reasoning` stays None and the text whole. Streaming, `on_text` gets the text as the model
     wrote it: reasoning the server split off comes inside `<think>...</think>` before the
     content, and text this backend splits comes as it arrived.
+  * Tools go to the server with a chat request (its template renders them); calls it parsed
+    (`tool_calls`) go back into the text in the Hermes form, where core/tool_calls.py reads them.
   * `render_chat` cannot see the remote template: it uses `chat_template` (a jinja2 string),
     else `tokenizer` (a local Hugging Face tokenizer dir; needs transformers), else ChatML.
     `count_tokens` asks the server's tokenizer (`/tokenize` on vLLM, SGLang and llama-server,
@@ -57,7 +59,7 @@ import httpx
 from ponder.core.errors import BackendError, ConfigError, ModelNotFound
 from ponder.core.protocols import OnText, ShouldStop
 from ponder.core.reasoning import PARSERS, ReasoningParser, get_parser
-from ponder.core.types import Completion, FinishReason, GenerationRequest, Message
+from ponder.core.types import Completion, FinishReason, GenerationRequest, Message, Tool
 from ponder.models._openai_wire import (
     Choice,
     HTTPStatus,
@@ -161,9 +163,9 @@ class OpenAIModel:
             raise
         return [[c for _, part in sorted(p.items()) for c in part] for p in parts]
 
-    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True
-                    ) -> str:
-        return self._render(messages, add_generation_prompt)
+    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
+                    tools: Sequence[Tool] = ()) -> str:
+        return self._render(messages, add_generation_prompt, tools)
 
     def count_tokens(self, text: str) -> int:
         with self._probe_lock:  # once: a server without the endpoint stays without it
@@ -274,6 +276,8 @@ class OpenAIModel:
         if stream:
             body.update(stream=True, stream_options={"include_usage": True})
         body.update(temperature=p.temperature, top_p=p.top_p)
+        if chat and req.tools:  # the server renders them with its template, parses the calls
+            body["tools"] = list(req.tools)
         # Extensions that vLLM, SGLang, llama-server and llama-cpp-python accept:
         if p.top_k:
             body["top_k"] = p.top_k
@@ -325,7 +329,8 @@ class OpenAIModel:
         if "prompt_tokens" in usage:
             prompt_tokens = int(usage["prompt_tokens"])
         else:
-            prompt = req.prefix if req.prefix is not None else self.render_chat(req.messages or ())
+            prompt = (req.prefix if req.prefix is not None
+                      else self.render_chat(req.messages or (), tools=req.tools))
             prompt_tokens = self.count_tokens(prompt)
         counts = self._completion_tokens(usage.get("completion_tokens"), texts, choices)
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)

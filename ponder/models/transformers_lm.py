@@ -42,7 +42,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ponder.core.errors import ConfigError, ModelLoadError
 from ponder.core.protocols import OnText, ShouldStop
-from ponder.core.types import Completion, FinishReason, GenerationRequest, Message, SamplingParams
+from ponder.core.tool_calls import for_template
+from ponder.core.types import (
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    Message,
+    SamplingParams,
+    Tool,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -105,16 +113,16 @@ class TransformersModel:
             raise ModelLoadError(f"model {self.name!r} was closed; load it again")
         return self._model, self._tokenizer
 
-    def render_chat(self, messages: Sequence[Message], *,
-                    add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
+                    tools: Sequence[Tool] = ()) -> str:
         import jinja2
 
         tokenizer = self._loaded()[1]
         template = None if getattr(tokenizer, "chat_template", None) else CHATML
         try:
             return str(tokenizer.apply_chat_template(
-                list(messages), tokenize=False, add_generation_prompt=add_generation_prompt,
-                chat_template=template))
+                for_template(messages), tools=list(tools) or None, tokenize=False,
+                add_generation_prompt=add_generation_prompt, chat_template=template))
         except (jinja2.TemplateError, ValueError) as e:
             raise ConfigError("messages", f"{len(messages)} messages",
                               f"the model's chat template rejects them ({e})") from e
@@ -132,7 +140,8 @@ class TransformersModel:
         return str(self._tokenizer.decode(ids, skip_special_tokens=True))
 
     def _prompt(self, r: int, req: GenerationRequest) -> list[int]:
-        text = req.prefix if req.prefix is not None else self.render_chat(req.messages or ())
+        text = (req.prefix if req.prefix is not None
+                else self.render_chat(req.messages or (), tools=req.tools))
         ids = self.tokenize(text)
         if not 0 < len(ids) < self.n_ctx:
             raise ConfigError(f"requests[{r}]", f"{len(ids)}-token prompt", "use a non-empty "

@@ -10,10 +10,8 @@ Everything a request can name was resolved at startup: models and trained scorer
 what the server was started with, never by a path or a hub id, and each request's work is
 capped (`Limits`). A request waiting in the queue whose client leaves gives its place back.
 
-Streaming (SSE, OpenAI's chunk format): a one-chain scheme (cot) streams its reasoning as
-`delta.reasoning_content` while it is written; a multi-sample scheme sends progress chunks
-(empty delta, `ponder.reasoning_tokens` so far) while it searches, then the chosen chain's
-reasoning in one delta. Then the content, the finish chunk, the usage chunk if asked, [DONE].
+The response objects are built in reply.py, the stream in stream.py, and function calling
+(what a request's tools offer the model, the calls its reply makes) in tools.py.
 """
 
 from __future__ import annotations
@@ -25,47 +23,39 @@ import math
 import secrets
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import JSONResponse
+from starlette.types import Receive
 
 from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, OnText, Scorer
-from ponder.core.types import POLICY, ROLES, Result, Usage
+from ponder.core.types import POLICY, ROLES
 from ponder.schemes import Scheme
 from ponder.schemes.effort import EFFORTS, Effort
-from ponder.serve.engine import Engine, Events, Ticket
-from ponder.serve.errors import HANDLERS, APIError, error_of
+from ponder.serve.engine import Engine, Ticket
+from ponder.serve.errors import HANDLERS, APIError
 from ponder.serve.protocol import (
     SEED_MAX,
     SEED_MIN,
-    AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
-    Choice,
-    ChunkChoice,
-    CompletionDetails,
-    Delta,
     ErrorResponse,
     Limits,
     ModelCard,
     ModelList,
     Params,
-    PonderInfo,
-    PromptDetails,
-    RoleInfo,
-    UsageInfo,
 )
+from ponder.serve.reply import Answer, Reply
+from ponder.serve.stream import EventStream, stream
+from ponder.serve.tools import Called, Offering, read_calls
 
-PROGRESS_SECONDS = 0.25  # how often a searching scheme reports progress while streaming
 # One server-sent event of a stream, as OpenAPI before 3.2 describes an event: its `data` is a
 # chunk, an error, or the closing [DONE].
 EVENT: dict[str, Any] = {"type": "object", "required": ["data"], "properties": {"data": {
@@ -169,7 +159,7 @@ def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str],
         reply = Reply(body.model, params)
         call = Call(params, model, roles, server, server.engine.admit())  # or 503
         if params.stream:
-            return EventStream(_stream(call, reply), on_close=call.close)
+            return EventStream(stream(params, reply, call.start), on_close=call.close)
         try:
             answers = await _until_done_or_gone(call, request)
         finally:
@@ -210,16 +200,6 @@ def _openapi(app: FastAPI, served: list[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- running a call
 
 
-@dataclass
-class Answer:
-    """One choice, finished on its worker thread (token counting may block on a backend)."""
-
-    result: Result
-    content: str
-    content_tokens: int
-    stopped: str | None = None  # "max_request_seconds": the deadline ended the run
-
-
 def _roles(names: Mapping[str, str], served: Mapping[str, LanguageModel]
            ) -> dict[str, LanguageModel]:
     """The served models a request names for its scheme's roles (the names it was started
@@ -237,7 +217,9 @@ class Call:
 
     def __init__(self, params: Params, model: LanguageModel, roles: Mapping[str, LanguageModel],
                  server: Server, ticket: Ticket):
-        self.params, self.model, self.roles, self.ticket = params, model, roles, ticket
+        self.params, self.roles, self.ticket = params, roles, ticket
+        # the policy with the request's tools offered (the other roles' models see none)
+        self.model = model if params.offer is None else Offering(model, params.offer.tools)
         self.engine, self.scorers, self.limits = server.engine, server.scorers, server.limits
         self.stop = threading.Event()
         self.deadline = math.inf
@@ -260,10 +242,16 @@ class Call:
         stopped = None
         if self.expired and not self.stop.is_set() and result.finish_reason == "cancelled":
             result.finish_reason, stopped = "length", "max_request_seconds"
+        offer = self.params.offer
+        called = None if offer is None else read_calls(result, self.params.problem, offer,
+                                                         self.model.count_tokens)
+        if isinstance(called, Called):
+            content = self.params.cut(called.content) if called.content else None
+            return Answer(result, content, called.shown_tokens, stopped, called.calls)
         content = self.params.cut(result.content)
         counted = result.usage.content_tokens or (  # a generated reply: counted once already
             self.model.count_tokens(content) if content else 0)
-        return Answer(result, content, counted, stopped)
+        return Answer(result, content, counted, stopped, tool_error=called)
 
     def _should_stop(self) -> bool:
         return self.stop.is_set() or self.expired
@@ -313,140 +301,3 @@ async def _until_done_or_gone(call: Call, request: Request) -> list[Answer] | No
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-# --------------------------------------------------------------------------- responses
-
-
-class Reply:
-    """Builds one request's response objects."""
-
-    def __init__(self, model: str, params: Params) -> None:
-        self.id, self.created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        self.model, self.params = model, params
-
-    def completion(self, answers: list[Answer]) -> ChatCompletion:
-        show = self.params.include_reasoning
-        choices = [Choice(index=i, finish_reason=a.result.finish_reason,
-                          message=AssistantMessage(content=a.content, reasoning_content=(
-                              a.result.reasoning if show and a.result.reasoning else None)))
-                   for i, a in enumerate(answers)]
-        info = PonderInfo(scheme=self.params.schemes[0].name,
-                          answers=[a.result.answer for a in answers],
-                          model_calls=sum(a.result.usage.model_calls for a in answers),
-                          seconds=round(max(a.result.usage.seconds for a in answers), 4),
-                          by_role=by_role(answers),
-                          chains_asked=sum(s.config.n for s in self.params.schemes),
-                          chains_run=sum(n.terminal for a in answers for n in a.result.trace.nodes),
-                          stopped=next((a.stopped for a in answers if a.stopped), None))
-        return ChatCompletion(id=self.id, created=self.created, model=self.model,
-                              choices=choices, usage=usage(answers), ponder=info)
-
-    def chunk(self, index: int | None = None, delta: Delta | None = None,
-              finish: str | None = None, **extra: Any) -> str:
-        choices = [] if index is None else [ChunkChoice(index=index, delta=delta or Delta(),
-                                                        finish_reason=finish)]
-        chunk = ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
-                                    choices=choices, **extra)
-        return f"data: {chunk.model_dump_json()}\n\n"
-
-    def ending(self, index: int, answer: Answer) -> list[str]:
-        """A finished choice: its reasoning unless it was streamed live, content, finish."""
-        out = []
-        if self.params.include_reasoning and not self.params.live and answer.result.reasoning:
-            out.append(self.chunk(index, Delta(reasoning_content=answer.result.reasoning)))
-        out.append(self.chunk(index, Delta(content=answer.content)))
-        out.append(self.chunk(index, finish=answer.result.finish_reason))
-        return out
-
-
-def usage(answers: list[Answer]) -> UsageInfo:
-    """Summed over choices. reasoning_tokens: every generated token of every run but the
-    reply shown (discarded samples included); completion_tokens = reasoning_tokens + the
-    content's tokens, each token counted once (a reply the chain wrote is part of what was
-    generated; an answer read out of the reasoning is counted on top)."""
-    reasoning = sum(a.result.usage.reasoning_tokens for a in answers)
-    completion = reasoning + sum(a.content_tokens for a in answers)
-    prompt = sum(a.result.usage.prompt_tokens for a in answers)
-    return UsageInfo(
-        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-        prompt_tokens_details=PromptDetails(
-            cached_tokens=sum(a.result.usage.cached_tokens for a in answers)),
-        completion_tokens_details=CompletionDetails(reasoning_tokens=reasoning))
-
-
-def by_role(answers: list[Answer]) -> list[RoleInfo]:
-    """Each (role, model)'s cost, summed over the choices."""
-    total = Usage()
-    for a in answers:
-        total += a.result.usage
-    return [RoleInfo(role=p.role, model=p.model, prompt_tokens=p.prompt_tokens,
-                     completion_tokens=p.completion_tokens, model_calls=p.model_calls,
-                     model_seconds=round(p.model_seconds, 4)) for p in total.by_role]
-
-
-async def _stream(call: Call, reply: Reply) -> AsyncIterator[str]:
-    params, n = call.params, len(call.params.schemes)
-    events = Events()
-    tokens, shown = [0] * n, [0] * n
-
-    def on_text(i: int) -> OnText:
-        if params.live:
-            return lambda _r, _s, delta: events.put(("text", i, delta))
-
-        def count(_r: int, _s: int, _delta: str) -> None:
-            tokens[i] += 1  # progress only: a rare lost increment between threads is harmless
-        return count
-
-    for i in range(n):
-        yield reply.chunk(i, Delta(role="assistant", content=""))
-    for i, task in enumerate(await call.start(on_text)):
-        task.add_done_callback(partial(_report_done, events, i))
-    answers: list[Answer] = []
-    while len(answers) < n:
-        item = await events.get(PROGRESS_SECONDS)
-        if item is None:
-            for i in range(n):
-                if tokens[i] != shown[i]:
-                    shown[i] = tokens[i]
-                    yield reply.chunk(i, ponder={"reasoning_tokens": tokens[i]})
-            continue
-        kind, i, value = item
-        if kind == "text":
-            yield reply.chunk(i, Delta(reasoning_content=value))
-            continue
-        failure = RuntimeError("run cancelled") if value.cancelled() else value.exception()
-        if failure is not None:
-            yield _stream_error(failure)
-            return
-        answers.append(value.result())
-        for line in reply.ending(i, answers[-1]):
-            yield line
-    if params.include_usage:
-        yield reply.chunk(usage=usage(answers))
-    yield "data: [DONE]\n\n"
-
-
-def _report_done(events: Events, i: int, task: asyncio.Task[Answer]) -> None:
-    events.put_nowait(("done", i, task))
-
-
-def _stream_error(exc: BaseException) -> str:
-    """An error after the 200 went out: one `data: {"error": ...}` event (as vLLM sends)."""
-    _, body = error_of(exc)
-    return f"data: {body.model_dump_json()}\n\n"
-
-
-class EventStream(StreamingResponse):
-    """An SSE response that runs `on_close` however it ends: done, failed, or client gone."""
-
-    def __init__(self, body: AsyncIterator[str], on_close: Callable[[], Awaitable[None]]):
-        super().__init__(body, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._on_close()

@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException
 
 from ponder.core.errors import ConfigError, ModelError, PonderError
 from ponder.serve.engine import QueueFull
-from ponder.serve.protocol import ROLE_TAGS, ErrorResponse
+from ponder.serve.messages import ROLE_TAGS
+from ponder.serve.protocol import ErrorResponse
 
 log = logging.getLogger("ponder.serve")
 

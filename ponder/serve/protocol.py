@@ -13,6 +13,8 @@ Departures from OpenAI, all documented in docs/serve.md:
     scheme run, reasoning included, and also caps each chain.
   * `stop` is applied to the returned content; it does not cut the chain of thought.
   * earlier turns' `reasoning_content` / `reasoning` are accepted and dropped before prompting.
+  * with tools offered, the scheme is `cot` unless `ponder.scheme` names another (a call is
+    one chain's act); function calling is in tools.py.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import functools
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -32,6 +34,9 @@ from ponder.core.types import Message
 from ponder.schemes import SCHEMES, Scheme, get_scheme, parse_spec
 from ponder.schemes.effort import Effort
 from ponder.scorers import SCORERS
+from ponder.serve.messages import ROLE_TAGS as ROLE_TAGS  # re-exported: where it always was
+from ponder.serve.messages import ChatMessage, called_functions
+from ponder.serve.tools import DeltaToolCall, Offer, ToolCall, ToolChoice, ToolSpec, offer
 
 EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 EFFORT_LEVELS: tuple[str, ...] = typing.get_args(EffortLevel)
@@ -65,44 +70,6 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
-class TextPart(_Body):
-    type: Literal["text"]
-    text: str
-
-
-class _Turn(_Body):
-    content: str | list[TextPart] | None = None
-    name: str | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
-        return self.content or ""
-
-
-class SystemMessage(_Turn):
-    role: Literal["system", "developer"]
-    content: str | list[TextPart]
-
-
-class UserMessage(_Turn):
-    role: Literal["user"]
-    content: str | list[TextPart]
-
-
-class AssistantTurn(_Turn):
-    role: Literal["assistant"]
-    # Accepted, and never sent back to the model: a reasoning model's earlier thoughts are
-    # dropped from the next prompt (as DeepSeek-R1 and OpenAI do).
-    reasoning_content: str | None = None
-    reasoning: str | None = None
-
-
-# One message, told apart by its role: the schema says which roles may leave content out.
-ChatMessage = Annotated[SystemMessage | UserMessage | AssistantTurn, Field(discriminator="role")]
-ROLE_TAGS = frozenset({"system", "developer", "user", "assistant"})  # in validation error paths
-
-
 class StreamOptions(_Body):
     include_usage: bool = False
 
@@ -134,6 +101,10 @@ class ChatRequest(_Body):
     seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX, strict=True)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoice | None = Field(
+        default=None, description='"auto" (the default with tools), "none", "required", or '
+        '{"type": "function", "function": {"name": ...}}.')
     reasoning_effort: EffortLevel | None = None
     # --- ponder extensions ---
     ponder: PonderOptions = Field(default_factory=lambda: PonderOptions())
@@ -150,7 +121,8 @@ class ChatRequest(_Body):
                   limits: Limits = Limits()) -> Params:
         """The schemes (one per choice), the problem and the response options; a request
         over one of `limits`, or naming a scorer the server did not load, is a ConfigError."""
-        scheme = self._scheme(efforts)
+        offered = offer(self.tools, self.tool_choice)
+        scheme = self._scheme(efforts, tools=offered is not None)
         self._check(scheme, limits)
         seed = scheme.config.seed
         if seed is not None:  # n independent runs: choice i gets seed + i
@@ -159,15 +131,18 @@ class ChatRequest(_Body):
             schemes = [scheme] * self.n
         stops = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         return Params(
-            schemes=schemes, problem=self._problem(problem_for), stop=stops,
+            schemes=schemes, problem=self._problem(problem_for, offered), stop=stops,
             include_reasoning=self.ponder.include_reasoning, stream=self.stream,
-            include_usage=bool(self.stream_options and self.stream_options.include_usage))
+            include_usage=bool(self.stream_options and self.stream_options.include_usage),
+            offer=offered)
 
-    def _scheme(self, efforts: Mapping[str, Effort]) -> Scheme:
+    def _scheme(self, efforts: Mapping[str, Effort], tools: bool = False) -> Scheme:
         level = efforts[self.reasoning_effort or DEFAULT_EFFORT]
         spec, settings = level.scheme, dict(level.settings)
-        if self.ponder.scheme is not None:  # a named scheme keeps only the effort's chain length
-            spec = self.ponder.scheme
+        if self.ponder.scheme is not None or tools:
+            # a named scheme, or cot where tools are offered (a call is one chain's act),
+            # keeps only the effort's chain length
+            spec = self.ponder.scheme or "cot"
             settings = {k: v for k, v in settings.items() if k == "max_tokens"}
         settings.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
         settings.update(self.ponder.scheme_args)
@@ -215,20 +190,28 @@ class ChatRequest(_Body):
             return f"ponder.scheme_args.{key}"
         return "ponder.scheme" if key == "n" else key  # n: from name@N
 
-    def _problem(self, problem_for: Callable[[str], Problem]) -> Problem:
-        *history, last = self.messages
-        if last.role != "user":
-            raise ConfigError("messages", last.role, "end the conversation with a user message")
-        if not last.text().strip():
-            raise ConfigError(f"messages[{len(history)}].content", last.content, "ask something")
-        problem = problem_for(last.text())
-        system = [m.text() for m in history if m.role in ("system", "developer")]
+    def _problem(self, problem_for: Callable[[str], Problem], offered: Offer | None) -> Problem:
+        """The task's rendering of the last user message, after the earlier turns and before
+        the tool calls and results that followed it (the turn a client sends tool results in)."""
+        called = called_functions(self.messages)
+        users = [k for k, m in enumerate(self.messages) if m.role == "user"]
+        if self.messages[-1].role not in ("user", "tool") or not users:
+            raise ConfigError("messages", self.messages[-1].role, "end the conversation with a "
+                              "user message, or with the results of the tools it called")
+        k = users[-1]
+        if not self.messages[k].text().strip():
+            raise ConfigError(f"messages[{k}].content", self.messages[k].content, "ask something")
+        problem = problem_for(self.messages[k].text())
+        told = ("system", "developer")
+        system = [m.text() for m in self.messages if m.role in told]
         system += [m["content"] for m in problem.messages if m["role"] == "system"]
-        turns: list[Message] = [{"role": m.role, "content": m.text()}  # reasoning dropped here
-                                for m in history if m.role in ("user", "assistant")]
+        system += [offered.ask] if offered is not None and offered.ask else []
+        # each turn as a template renders it: earlier reasoning is dropped here
+        history = [m.message(called) for m in self.messages[:k] if m.role not in told]
+        after = [m.message(called) for m in self.messages[k + 1:] if m.role not in told]
         head: list[Message] = [{"role": "system", "content": "\n\n".join(system)}] if system else []
         asked = [m for m in problem.messages if m["role"] != "system"]
-        return dataclasses.replace(problem, messages=(*head, *turns, *asked))
+        return dataclasses.replace(problem, messages=(*head, *history, *asked, *after))
 
 
 def _with(scheme: Scheme, **changes: Any) -> Scheme:
@@ -264,14 +247,15 @@ class Params:
     include_reasoning: bool
     stream: bool
     include_usage: bool
+    offer: Offer | None = None  # the tools offered the model; None: none
 
     @property
     def live(self) -> bool:
         """Stream reasoning as it is generated (one chain) rather than after selection. Not
-        where the chain is read as a reply (the chat task): which part of it is the reply is
-        known only once it has ended, and no token is sent as both reasoning and content."""
+        where the chain is read as a reply (the chat task) or for calls: which part of it is
+        the reply, or a call, is known only once it has ended, and no token is sent twice."""
         return (self.include_reasoning and self.schemes[0].entry.streams
-                and self.problem.reply is None)
+                and self.problem.reply is None and self.offer is None)
 
     def cut(self, content: str) -> str:
         """OpenAI's `stop`, applied to the answer shown."""
@@ -290,6 +274,7 @@ class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     reasoning_content: str | None = Field(default=None, exclude_if=_omit_none)
+    tool_calls: list[ToolCall] | None = Field(default=None, exclude_if=_omit_none)
 
 
 class Choice(BaseModel):
@@ -343,6 +328,8 @@ class PonderInfo(BaseModel):
     chains_run: int = 0
     # why the runs stopped before they were done: "max_request_seconds" (the server's cap)
     stopped: str | None = Field(default=None, exclude_if=_omit_none)
+    # why the tool calls a reply wrote were refused (it is returned as text)
+    tool_call_error: str | None = Field(default=None, exclude_if=_omit_none)
 
 
 class ChatCompletion(BaseModel):
@@ -359,6 +346,7 @@ class Delta(BaseModel):
     role: Literal["assistant"] | None = Field(default=None, exclude_if=_omit_none)
     content: str | None = Field(default=None, exclude_if=_omit_none)
     reasoning_content: str | None = Field(default=None, exclude_if=_omit_none)
+    tool_calls: list[DeltaToolCall] | None = Field(default=None, exclude_if=_omit_none)
 
 
 class ChunkChoice(BaseModel):
