@@ -143,3 +143,52 @@ def test_a_real_block_runs_and_the_real_model_continues_from_it() -> None:
     assert node.text[:a].rstrip().endswith("```") and "print" in node.text[:a]
     assert node.tokens == result.usage.completion_tokens and len(node.text) > b  # wrote on
     assert "408" in result.content
+
+
+# -- calc: each result checked as it is written ------------------------------------------------
+
+def arithmetic(start: str, right: str) -> ScriptedModel:
+    """Writes `start` (ending in `=`) and `right`; asked to go on after an `=` (a check
+    round), writes `right`; else ends with the value after the chain's last `=`, boxed."""
+    def write(prompt: str, _i: int) -> str:
+        so_far = written(prompt)
+        if not so_far:
+            return start + right
+        if so_far.endswith("="):
+            return right
+        return "so \\boxed{" + "".join(re.findall(r"\d+", so_far.split("=")[-1])[:1]) + "}"
+    return ScriptedModel(write)
+
+
+@pytest.mark.parametrize(("right", "chain"), [
+    pytest.param(" 340 + 76 \\]\n", "\\[ 17 \\times 20 + 17 \\times 4 = 408 \\]\n",
+                 id="wrong-replaced"),
+    pytest.param(" 408 \\]\n", "\\[ 17 \\times 20 + 17 \\times 4 = 408 \\]\n", id="right-kept"),
+    pytest.param(" 17 \\times 24 \\]\n", "\\[ 17 \\times 20 + 17 \\times 4 = 17 \\times 24 \\]\n",
+                 id="equal-expression-kept"),
+    pytest.param(" the product\n", "\\[ 17 \\times 20 + 17 \\times 4 = the product\n",
+                 id="words-kept"),
+])
+def test_calc_replaces_a_wrong_right_side_only(right: str, chain: str) -> None:
+    start = "\\[ 17 \\times 20 + 17 \\times 4 ="
+    model = arithmetic(start, right)
+    result = get_scheme("cot:tools=calc")(PROBLEM, model=model)
+    [node] = result.trace.nodes
+    assert node.text.startswith(chain)
+    wrong = right.startswith(" 340")
+    assert forced_texts(node) == ([" 408 \\]\n"] if wrong else [])
+    if wrong:
+        assert node.text == chain + "so \\boxed{408}" and result.answer == "408"
+    first, check = calls(model)[:2]
+    assert first.params.stop == ("=",) and check.params.stop == ("=", "\n")
+    assert check.params.max_tokens == 24
+    # the replaced right side was sampled: the run's usage counts it, the chain does not hold it
+    assert result.usage.completion_tokens == node.tokens + wrong * len(tokenize(right.rstrip()))
+
+
+def test_calc_leaves_code_bare_numbers_and_endless_decimals_alone() -> None:
+    for text in ("```python\nx = 3 + 4\n```\nso \\boxed{7}", "So 7 = 8 \\boxed{7}",
+                 "10 / 3 = 3 and \\boxed{3}"):
+        model = ScriptedModel(lambda prompt, _i, text=text: text[len(written(prompt)):])
+        result = get_scheme("cot:tools=calc")(PROBLEM, model=model)
+        assert result.trace.nodes[0].text == text and result.trace.nodes[0].forced == []

@@ -76,7 +76,9 @@ class ScoredConfig(SchemeConfig):
     scorer: str = "judge"  # the scorer: judge, confidence, rule, uniform, prm:PATH, orm:PATH
 
 
-TOOLS = ("python",)  # what `tools=` may name: run the chain's ```python blocks (tooluse.py)
+# what `tools=` may name, joined by "+" (tooluse.py): python runs the chain's ```python blocks;
+# calc writes the value of the arithmetic the chain is about to equate, after its `=`
+TOOLS = ("python", "calc")
 
 
 @dataclass
@@ -91,7 +93,7 @@ class ChainConfig(SchemeConfig):
     wait: str = "Wait"  # the text that replaces an early end of thinking
     lead_in: str = "\n</think>\n\n"  # forced to end the thinking (at the budget); has </think>
     reply_tokens: int = 256  # most tokens of the reply after the thinking
-    tools: str = ""  # python: run each ```python block the chain writes; empty: none
+    tools: str = ""  # python, calc or python+calc: tools used mid-chain (tooluse.py); "": none
     tool_calls: int = 4  # most code blocks run per chain; later ones are left as written
     tool_seconds: float = 5.0  # wall-time limit of one code block's run
 
@@ -109,8 +111,9 @@ class ChainConfig(SchemeConfig):
         if self.reply_tokens < 1:
             raise ConfigError("reply_tokens", self.reply_tokens,
                               "use a positive number of tokens")
-        if self.tools and self.tools not in TOOLS:
-            raise ConfigError("tools", self.tools, f"use one of: {', '.join(TOOLS)}")
+        if any(tool not in TOOLS for tool in self.tool_names):
+            raise ConfigError("tools", self.tools, f"use {' or '.join(TOOLS)}, or both joined "
+                              "by +: python+calc")
         if self.tools and self.budget is not None:
             raise ConfigError("tools", self.tools, "tools and budget forcing do not combine "
                               "yet; drop budget= or tools=")
@@ -120,6 +123,10 @@ class ChainConfig(SchemeConfig):
                               "use at least 1 call, and 0 < seconds <= 60")
         if self.budget is not None and self.token_budget is None:
             self.token_budget = self.n * self.chain_tokens
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return tuple(self.tools.split("+")) if self.tools else ()
 
     @property
     def chain_tokens(self) -> int:

@@ -295,3 +295,38 @@ def claims(text: str) -> list[Claim]:
 def false_claims(text: str) -> int:
     """How many of the text's arithmetic claims are false."""
     return sum(not c.true for c in claims(text))
+
+
+def pending_value(text: str) -> Fraction | None:
+    """The exact value of the arithmetic a text ends in, just before an `=` it is about to
+    write (`... so 17 \\times 20 + 17 \\times 4`), read as `claims` reads a left side; None
+    where it ends in no computation (a bare number, a variable, words), inside a code block,
+    or where `%` leaves the value open. A calculator fills in what the chain was to write."""
+    if text.count("```") % 2:
+        return None
+    line = text.rsplit("\n", 1)[-1]
+    segment = [t for t in tokens(plain(_mask(_LIST_MARKER.sub(" ", line, count=1))))]
+    for i in range(len(segment) - 1, -1, -1):
+        if segment[i].kind == "eq":
+            segment = segment[i + 1:]
+            break
+    side = left_side(segment)
+    if side is None or side.literal or side.unit or len(set(side.values)) != 1:
+        return None
+    return side.values[0]
+
+
+def right_agrees(value: Fraction, text: str) -> bool | None:
+    """Whether what a chain wrote after an `=` (`text`, to the end of its line or the next
+    `=`) states `value`, judged as `claims` judges a link; None where it states no arithmetic
+    (words, a variable, an expression cut off at the end of `text`)."""
+    line = text.split("\n", 1)[0]
+    seg = tokens(plain(_mask(line)))
+    right = right_side(seg)
+    if right is None:
+        return None
+    whole = sum(1 for _ in tokens(plain(_mask(right.text))))
+    if whole >= len(seg) and not text.startswith(line + "\n") and "=" not in text[len(line):]:
+        return None  # the arithmetic runs to the end of what was written: it may go on
+    left = Side("", (value,), literal=False, decimals=0, unit=False)
+    return _judge(left, right, approximate=False)
