@@ -106,7 +106,8 @@ def solve(
     from ponder.cli_args import parse_model_args, parse_role_models
     from ponder.core.types import POLICY
     from ponder.models.catalog import close_models, load_models
-    from ponder.schemes import get_scheme
+    from ponder.schemes import Scheme, get_scheme
+    from ponder.schemes.effort import Effort, table_for
     from ponder.schemes.effort import effort as effort_level
     from ponder.tasks import get_task
 
@@ -115,14 +116,16 @@ def solve(
         raise ConfigError("question", question, "ask a non-empty question")
     if trace is not None:
         check_writable(trace, "--trace")  # before the model runs, not after
-    level = effort_level(effort)
-    settings: dict[str, Any] = dict(level.settings)
-    if scheme is not None:  # an explicit scheme does not inherit the effort's scheme settings
-        settings = {k: v for k, v in settings.items() if k == "max_tokens"}
-    settings.update({k: v for k, v in dict(n=n, temperature=temperature, max_tokens=max_tokens,
-                                            token_budget=budget, seed=seed).items()
-                     if v is not None})
-    chosen = get_scheme(scheme or level.scheme, **settings)
+    given = {k: v for k, v in dict(n=n, temperature=temperature, max_tokens=max_tokens,
+                                   token_budget=budget, seed=seed).items() if v is not None}
+
+    def pick(level: Effort) -> Scheme:
+        settings: dict[str, Any] = dict(level.settings)
+        if scheme is not None:  # an explicit scheme does not inherit the effort's settings
+            settings = {k: v for k, v in settings.items() if k == "max_tokens"}
+        return get_scheme(scheme or level.scheme, **(settings | given))
+
+    chosen = pick(effort_level(effort))
     specs = parse_role_models(model or [])
     chosen.check_roles(specs)  # a role the scheme never asks fails before anything loads
     problem = get_task(task).problem(question)
@@ -132,6 +135,8 @@ def solve(
     with err.status(f"loading {', '.join(dict.fromkeys(specs.values()))}…",
                     spinner="dots") as status:
         models = load_models(specs, **parse_model_args(model_arg or []))
+        if scheme is None and models[POLICY].reasoning_parser is not None:
+            chosen = pick(effort_level(effort, table_for(models[POLICY])))  # a thinking budget
 
         def progress(_request: int, _sample: int, delta: str) -> None:
             nonlocal generated

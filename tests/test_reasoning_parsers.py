@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 
 from ponder.core.errors import UnknownName
-from ponder.core.reasoning import PARSERS, Split, get_parser, parser_for_template
+from ponder.core.reasoning import (
+    PARSERS,
+    Split,
+    get_parser,
+    parser_for_template,
+    parser_setting,
+)
+from ponder.core.types import GenerationRequest, user
+from ponder.models.fake import ScriptedModel
 
 # (id, parser, output, reasoning, content, closed)
 CASES = [
@@ -210,3 +218,34 @@ CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\
 def test_parser_for_template(template: str, expected: str | None) -> None:
     parser = parser_for_template(template)
     assert (parser.name if parser else None) == expected
+
+
+@pytest.mark.parametrize(("setting", "template", "expected"), [
+    pytest.param("auto", R1_DISTILL, "deepseek-r1", id="auto-reads-the-template"),
+    pytest.param(None, QWEN3, "qwen3", id="unset-is-auto"),
+    pytest.param("auto", CHATML, None, id="auto-no-thinking"),
+    pytest.param("auto", None, None, id="auto-no-template"),
+    pytest.param("none", R1_DISTILL, None, id="none-turns-it-off"),
+    pytest.param("think", CHATML, "think", id="a-name-wins"),
+])
+def test_a_backends_reasoning_parser_setting(setting: str | None, template: str | None,
+                                             expected: str | None) -> None:
+    parser = parser_setting(setting, template)
+    assert (parser.name if parser else None) == expected
+    with pytest.raises(UnknownName):
+        parser_setting("r2", CHATML)
+
+
+def test_a_native_thinkers_chat_completions_come_apart_raw_prefixes_do_not() -> None:
+    """A model whose template opens the thinking (R1): its chat output is thinking up to
+    `</think>`, then the reply; a raw prefix (budget forcing, tree steps) is left whole."""
+    model = ScriptedModel(lambda _p, _i: "17 x 24 is 408</think>It is 408.",
+                          reasoning_parser=get_parser("deepseek-r1"))
+    [[chat], [raw]] = model.generate([GenerationRequest(messages=user("17 * 24?")),
+                                      GenerationRequest(prefix="raw")])
+    assert (chat.reasoning, chat.text) == ("17 x 24 is 408", "It is 408.")
+    assert (raw.reasoning, raw.text) == (None, "17 x 24 is 408</think>It is 408.")
+    cut = ScriptedModel(lambda _p, _i: "thinking and thinking",
+                        reasoning_parser=get_parser("deepseek-r1"))
+    [[c]] = cut.generate([GenerationRequest(messages=user("q"))])
+    assert (c.reasoning, c.text) == ("thinking and thinking", "")  # cut off: no reply

@@ -13,8 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ponder.core.errors import BackendError, DataError, UnknownName
-from ponder.models.fake import ScriptedModel
-from ponder.schemes.effort import EFFORTS
+from ponder.core.reasoning import get_parser
+from ponder.models.fake import ASSISTANT, ScriptedModel
+from ponder.schemes.effort import EFFORTS, THINKING_EFFORTS
 from ponder.serve.app import create_app
 from ponder.serve.commands import load_effort_table, parse_model_args, parse_models
 from ponder.serve.protocol import EFFORT_LEVELS
@@ -310,3 +311,25 @@ def test_openapi_documents_the_request() -> None:
     schema = spec["components"]["schemas"]["ChatRequest"]["properties"]
     assert list(schema)[:3] == ["messages", "model", "n"] and "ponder" in schema
     assert "422" not in spec["paths"][URL]["post"]["responses"]
+
+
+def test_a_thinking_model_maps_effort_to_a_thinking_budget() -> None:
+    """A native thinker (R1's template opens the thinking) gets THINKING_EFFORTS: effort is
+    how many tokens it may think; its thinking is the reasoning, its reply the content."""
+    def r1(prompt: str, _i: int) -> str:
+        after = prompt.rsplit(ASSISTANT, 1)[1]
+        return " So \\boxed{42}." if "</think>" in after else " six sevens " * 40 + "</think>"
+
+    assert set(THINKING_EFFORTS) == set(EFFORTS)
+    for level, thinking in (("none", 0), ("minimal", 512)):
+        model = ScriptedModel(r1, reasoning_parser=get_parser("deepseek-r1"))
+        body = ask(client(model), reasoning_effort=level).json()
+        assert body["ponder"]["scheme"] == "budget", body
+        first = model.calls[0][0]
+        assert first.params.max_tokens == (thinking or 1024)  # none: the reply's call only
+        assert first.params.temperature == 0.6
+        message = body["choices"][0]["message"]
+        assert message["content"] == "So \\boxed{42}." and body["ponder"]["answers"] == ["42"]
+        assert ("six sevens" in message.get("reasoning_content", "")) == (thinking > 0)
+    plain = ScriptedModel([CHAIN])
+    assert ask(client(plain), reasoning_effort="low").json()["ponder"]["scheme"] == "cot"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ponder.core.problem import Problem
+from ponder.core.reasoning import ReasoningParser
 from ponder.core.types import Completion, GenerationRequest, Message, Tool
 
 # on_text(request_index, sample_index, delta): called as text is generated, for streaming.
@@ -25,6 +26,11 @@ class LanguageModel(Protocol):
     """The policy that writes. One batched call: requests in, `n` completions per request out."""
 
     name: str
+    # How the model thinks natively: the parser that splits its chat output into thinking and
+    # reply (core/reasoning.py), or None for a model that does not think natively. Backends
+    # read it off the chat template, or take `reasoning_parser=` from the user; a chat
+    # completion of a thinking model has `Completion.reasoning` set.
+    reasoning_parser: ReasoningParser | None
 
     def generate(
         self,

@@ -33,10 +33,11 @@ Choices made where vLLM leaves room (its parsers are the reference):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ponder.core.errors import UnknownName
+from ponder.core.types import Completion
 
 START, END = "<think>", "</think>"
 Opens = Literal["prompt", "start", "anywhere"]
@@ -81,6 +82,12 @@ class ReasoningParser:
 
     def stream(self) -> ReasoningStream:
         return ReasoningStream(self)
+
+    def apart(self, c: Completion) -> Completion:
+        """A chat completion of a native thinker with its thinking taken out of `text` into
+        `reasoning` (text: the reply; empty where the thinking was cut off)."""
+        split = self.split(c.text)
+        return replace(c, text=split.content, reasoning=split.reasoning)
 
 
 class ReasoningStream:
@@ -158,6 +165,14 @@ PARSERS: dict[str, ReasoningParser] = {
     "qwen3": ReasoningParser("qwen3", opens="start"),
     "think": ReasoningParser("think", opens="anywhere"),
 }
+
+
+def parser_setting(name: str | None, template: str | None) -> ReasoningParser | None:
+    """A backend's `reasoning_parser=` setting: "auto" (the default) reads it off the chat
+    template, "none" turns it off, any other name is a parser of the table."""
+    if name is None or name == "auto":
+        return parser_for_template(template) if template else None
+    return None if name == "none" else get_parser(name)
 
 
 def get_parser(name: str) -> ReasoningParser:

@@ -18,6 +18,7 @@ class Wrapper:
     def __init__(self, model: LanguageModel, *, owns: bool = False) -> None:
         self.model = model
         self.name = model.name
+        self.reasoning_parser = model.reasoning_parser
         self._owns = owns
 
     def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from ponder.core.protocols import OnText, ShouldStop
+from ponder.core.reasoning import ReasoningParser
 from ponder.core.tool_calls import hermes
 from ponder.core.types import Completion, GenerationRequest, Message, Tool
 
@@ -40,6 +41,7 @@ class ScriptedModel:
         name: str = "fake",
         logprob: Callable[[str], float] | None = None,
         delay_per_token: float = 0.0,
+        reasoning_parser: ReasoningParser | None = None,
     ) -> None:
         if callable(script):
             self._script: Script = script
@@ -53,6 +55,8 @@ class ScriptedModel:
 
             self._script = next_text
         self.name = name
+        # a scripted native thinker: its chat output is split as a real backend splits it
+        self.reasoning_parser = reasoning_parser
         self._logprob = logprob
         self._delay = delay_per_token
         self.calls: list[list[GenerationRequest]] = []  # for tests to inspect
@@ -82,9 +86,11 @@ class ScriptedModel:
         out = []
         for r, req in enumerate(requests):
             prompt = req.prefix if req.prefix is not None else self._chat(req)
-            out.append([
-                self._one(prompt, r, i, req, on_text, should_stop) for i in range(req.params.n)
-            ])
+            completions = [self._one(prompt, r, i, req, on_text, should_stop)
+                           for i in range(req.params.n)]
+            if self.reasoning_parser is not None and req.messages is not None:
+                completions = [self.reasoning_parser.apart(c) for c in completions]
+            out.append(completions)
         return out
 
     def _chat(self, req: GenerationRequest) -> str:

@@ -51,6 +51,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from ponder.core.errors import ConfigError, ModelLoadError, ModelNotFound
 from ponder.core.protocols import OnText, ShouldStop
+from ponder.core.reasoning import parser_setting
 from ponder.core.tool_calls import for_template
 from ponder.core.types import Completion, GenerationRequest, Message, Tool
 from ponder.models._llama_batch import Decoder, Job, PromptCache, Vocab
@@ -101,6 +102,7 @@ class LlamaCppModel:
         cache_prompts: int = 8,
         kv_unified: bool = False,
         flash_attn: bool | None = None,
+        reasoning_parser: str | None = "auto",
         verbose: bool = False,
     ) -> None:
         path = Path(path)
@@ -143,6 +145,9 @@ class LlamaCppModel:
         self._bos = llama_cpp.llama_vocab_bos(self._vocab)
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab)) and self._bos >= 0
         self._templates = self._chat_templates()
+        # a native thinker's chat output is split into thinking and reply: "auto" reads the
+        # parser off the GGUF's template (core/reasoning.py), "none" keeps the text whole
+        self.reasoning_parser = parser_setting(reasoning_parser, self._template_text)
         self._seeds = np.random.default_rng(seed)
         self._seed_lock = threading.Lock()
         # Nothing the loop's thread holds may refer to `self`, or the model could never be freed.
@@ -157,6 +162,7 @@ class LlamaCppModel:
     def _chat_templates(self) -> dict[bool, Jinja2ChatFormatter]:
         raw = llama_cpp.llama_model_chat_template(self._model, None)
         template = raw.decode() if raw else CHATML
+        self._template_text = template
         eos = llama_cpp.llama_vocab_eos(self._vocab)
         bos, eos_text = self._special_text(self._bos), self._special_text(eos)
         return {gen: Jinja2ChatFormatter(template, eos_token=eos_text, bos_token=bos,
@@ -216,8 +222,11 @@ class LlamaCppModel:
         job = Job(self._sequences(requests, prompts), on_text, should_stop)
         self._scheduler.submit(job)
         out: list[list[Completion]] = [[] for _ in requests]
+        parser = self.reasoning_parser
         for s in job.sequences:
-            out[s.request].append(_completion(s))
+            c = _completion(s)
+            chat = requests[s.request].messages is not None  # a raw prefix may be mid-thought
+            out[s.request].append(parser.apart(c) if parser is not None and chat else c)
         return out
 
     def _sequences(self, requests: Sequence[GenerationRequest],

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ponder.core.errors import ConfigError, ModelLoadError
 from ponder.core.protocols import OnText, ShouldStop
+from ponder.core.reasoning import parser_setting
 from ponder.core.tool_calls import for_template
 from ponder.core.types import (
     Completion,
@@ -81,7 +82,8 @@ class TransformersModel:
 
     def __init__(self, model_or_spec: str | PreTrainedModel,
                  tokenizer: PreTrainedTokenizerBase | None = None, *, name: str | None = None,
-                 device: str = "cpu", dtype: str = "float32", max_batch: int = 16) -> None:
+                 device: str = "cpu", dtype: str = "float32", max_batch: int = 16,
+                 reasoning_parser: str | None = "auto") -> None:
         if max_batch < 1:
             raise ConfigError("max_batch", max_batch, "use at least 1 row per batch")
         model: Any = model_or_spec
@@ -105,6 +107,11 @@ class TransformersModel:
         self._pad = pad if pad is not None else (self._eos or [0])[0]
         config = model.config.get_text_config()
         self.n_ctx = getattr(config, "max_position_embeddings", None) or 1 << 20
+        # a native thinker's chat output is split into thinking and reply ("auto": read off the
+        # tokenizer's chat template; "none": kept whole)
+        template = getattr(tokenizer, "chat_template", None)
+        self.reasoning_parser = parser_setting(reasoning_parser,
+                                               template if isinstance(template, str) else None)
 
     # ---- text <-> tokens -------------------------------------------------------------------
 
@@ -172,7 +179,9 @@ class TransformersModel:
             for i, c in enumerate(completions):
                 if on_text is not None and c.text:
                     on_text(r, i, c.text)
-        return out
+        parser = self.reasoning_parser
+        return [[parser.apart(c) for c in cs] if parser is not None and req.messages is not None
+                else cs for req, cs in zip(requests, out, strict=True)]
 
     def _batches(self, requests: Sequence[GenerationRequest]) -> list[_Batch]:
         groups: dict[tuple[SamplingParams, int], list[tuple[int, int]]] = {}

@@ -1,8 +1,18 @@
-"""Reasoning effort -> scheme and budget: one documented, overridable table.
+"""Reasoning effort -> scheme and budget: one documented, overridable table per kind of model.
 
 Used by `ponder solve --effort` and by the server's `reasoning_effort`. Budgets are in
 completion tokens per question; measured costs on the default model are in
 docs/results/. `none` answers without a chain of thought; `minimal` is a short greedy chain.
+
+A model that thinks natively (its `reasoning_parser` is set: DeepSeek-R1 and its distills, QwQ,
+Qwen3) gets THINKING_EFFORTS instead: effort is a thinking budget (s1 budget forcing,
+schemes/forcing.py), as OpenAI's and Anthropic's reasoning models take one. `none` ends the
+thinking at once (budget 0: the reply only); minimal, low and medium cut one chain's thinking at
+512, 2,048 and 8,192 tokens; high and xhigh vote over 4 and 8 chains of 8,192, since at an equal
+budget parallel voting beats one longer chain for small reasoning models (Ghosal et al. 2025;
+docs/results/budget_curve.md has what ponder measured on the 0.5B in the thinking format). The
+reply after the thinking gets up to 1,024 tokens more; `max_completion_tokens` caps the whole.
+Sampling is at temperature 0.6, as DeepSeek-R1's model card asks (greedy thinking repeats).
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ponder.core.errors import UnknownName
+from ponder.core.protocols import LanguageModel
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,24 @@ EFFORTS: dict[str, Effort] = {
     "high": Effort("adaptive@16", {"max_tokens": 1024, "batch": 4}),
     "xhigh": Effort("adaptive@32", {"max_tokens": 1024, "batch": 8}),
 }
+
+
+# DeepSeek-R1's model card: temperature 0.5-0.7 (0.6), not greedy, against endless repetition
+_REPLY = {"reply_tokens": 1024, "temperature": 0.6}
+THINKING_EFFORTS: dict[str, Effort] = {
+    "none": Effort("budget", {"budget": 0, **_REPLY}),
+    "minimal": Effort("budget", {"budget": 512, **_REPLY}),
+    "low": Effort("budget", {"budget": 2048, **_REPLY}),
+    "medium": Effort("budget", {"budget": 8192, **_REPLY}),
+    "high": Effort("self-consistency@4", {"budget": 8192, **_REPLY}),
+    "xhigh": Effort("self-consistency@8", {"budget": 8192, **_REPLY}),
+}
+
+
+def table_for(model: LanguageModel, table: Mapping[str, Effort] = EFFORTS
+              ) -> Mapping[str, Effort]:
+    """The effort table for `model`: THINKING_EFFORTS for a native thinker, else `table`."""
+    return THINKING_EFFORTS if model.reasoning_parser is not None else table
 
 
 def effort(level: str, table: Mapping[str, Effort] = EFFORTS) -> Effort:

@@ -37,7 +37,7 @@ from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, OnText, Scorer
 from ponder.core.types import POLICY, ROLES
 from ponder.schemes import Scheme
-from ponder.schemes.effort import EFFORTS, Effort
+from ponder.schemes.effort import EFFORTS, Effort, table_for
 from ponder.serve.engine import Engine, Ticket
 from ponder.serve.errors import HANDLERS, APIError
 from ponder.serve.protocol import (
@@ -153,7 +153,8 @@ def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str],
         if model is None:
             raise APIError(404, f"model {body.model!r} is not served here; this server has "
                            f"{', '.join(server.models)}", param="model", code="model_not_found")
-        params = body.to_params(server.efforts, server.problem_for, server.limits)
+        params = body.to_params(table_for(model, server.efforts), server.problem_for,
+                                server.limits)
         roles = _roles(body.ponder.roles, server.models)
         params.schemes[0].check_roles(roles)
         reply = Reply(body.model, params)

@@ -144,7 +144,8 @@ class ChatRequest(_Body):
             # keeps only the effort's chain length
             spec = self.ponder.scheme or "cot"
             settings = {k: v for k, v in settings.items() if k == "max_tokens"}
-        settings.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        asked = dict(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        settings.update({k: v for k, v in asked.items() if v is not None})  # else the effort's
         settings.update(self.ponder.scheme_args)
         in_spec: dict[str, Any] = {}
         try:
