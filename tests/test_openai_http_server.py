@@ -324,3 +324,21 @@ def test_a_scheme_counts_the_reasoning_tokens(replay_url: str) -> None:
         result = get_scheme("cot")(get_task("math").problem("What is 2+2?"), model=model)
     assert result.usage.completion_tokens == usage["completion_tokens"]
     assert result.usage.prompt_tokens == usage["prompt_tokens"]
+
+
+def test_budget_forcing_through_a_real_server(model: OpenAIModel) -> None:
+    """s1 budget forcing on the HTTP backend: the thinking goes to /completions as a raw
+    prefix, stops at its budget (or is extended with "Wait"), and the reply follows."""
+    from ponder.schemes import get_scheme
+    from ponder.tasks import get_task
+
+    problem = get_task("math").problem("What is 12 + 30?")
+    result = get_scheme("budget:budget=12:waits=1:reply_tokens=16")(problem, model=model)
+    [node] = result.trace.nodes
+    assert node.meta["thinking_tokens"] <= 12 and node.text.startswith("<think>\n")
+    forced = [node.text[a:b] for a, b in node.forced]
+    assert forced[0] == "<think>\n" and node.text.count("</think>") == 1
+    if node.meta["budget_forced"]:  # cut at the budget: the lead-in was forced
+        assert node.meta["thinking_tokens"] == 12 and forced[-1] == "\n</think>\n\n"
+    assert forced.count("Wait") + forced.count("\nWait") == node.meta["waits"] <= 1
+    assert result.usage.completion_tokens <= 12 + 16
