@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 24's budget curve: GSM8K test, first 50 (the first 100 did not fit: ~2,900 tokens a
+# Issue 24's budget curve: GSM8K test, first 30 (the first 100 did not fit: ~2,900 tokens a
 # question over these seven schemes, ~2 h of this CPU), default model (the 0.5B), thinking format
 # (budget forcing, ponder/schemes/forcing.py): greedy chains whose thinking is cut at 128, 256 and
 # 512 tokens, and extended with one and two "Wait"s (up to 1024), against self-consistency over
@@ -23,16 +23,16 @@ L='lead_in="\n</think>\n\nFinal answer: \\boxed{"'
 schemes="budget:budget=128:$L,budget:budget=256:$L,budget:budget=512:$L"
 schemes+=",budget:budget=1024:waits=1:$L,budget:budget=1024:waits=2:$L"
 schemes+=",self-consistency@2:budget=256:$L,self-consistency@4:budget=256:$L"
-.venv/bin/ponder eval gsm8k --data ../shared/data --limit "${LIMIT:-50}" --model default \
+.venv/bin/ponder eval gsm8k --data ../shared/data --limit "${LIMIT:-30}" --model default \
   --concurrency 4 --schemes "$schemes" --out "$out" $resume
 [[ -n ${OUT:-} ]] && exit 0
 doc=docs/results/budget_curve.md
 {
-  echo "## Budget forcing against self-consistency at equal tokens (GSM8K test, first ${LIMIT:-50})"
+  echo "## Budget forcing against self-consistency at equal tokens (GSM8K test, first ${LIMIT:-30})"
   echo
   echo "Written by \`benchmarks/budget_curve.sh\` (see its header for the settings)."
   echo
-  .venv/bin/ponder report "$out" docs/results/search_gsm8k100.db --positions ":${LIMIT:-50}" --markdown \
+  .venv/bin/ponder report "$out" docs/results/search_gsm8k100.db --positions ":${LIMIT:-30}" --markdown \
     --equal-tokens --plot docs/results/budget_curve.png
   echo
   echo "![accuracy against tokens](budget_curve.png)"

@@ -30,10 +30,12 @@ from ponder.schemes import (
     beam,
     best_of_n,
     budget,
+    cascade,
     cot,
     direct,
     dvts,
     mcts,
+    plan_execute,
     refine,
     self_consistency,
     tot,
@@ -87,6 +89,14 @@ SCHEMES: dict[str, Entry] = {
                     roles=(POLICY, "planner", "judge")),
     "aggregate": Entry(aggregate.run, aggregate.Config,
                        "N chains, scored; the k best merged into one solution", roles=JUDGED),
+    "cascade": Entry(cascade.run, cascade.Config, "N cheap answers; escalate to the fallback "
+                     "model's scheme when they disagree (Yue et al. 2023)",
+                     roles=(POLICY, "fallback")),
+    "plan-execute": Entry(plan_execute.run, plan_execute.Config, "the planner writes a plan; "
+                          "N executors carry it out; their vote", roles=(POLICY, "planner",
+                                                                        "executor")),
+    "route": Entry(cascade.run, cascade.RouteConfig, "two direct answers; reason (cot) only "
+                   "when they disagree: direct or reasoning", roles=(POLICY, "fallback")),
 }
 
 
@@ -109,9 +119,13 @@ class Scheme:
         loaded beforehand, by the names a setting may give them."""
         roles = dict(roles or {})
         self.check_roles(roles)
+        def nested(spec: str, problem: Problem, model: LanguageModel) -> Result:
+            return get_scheme(spec)(problem, model=model, scorers=scorers,
+                                    should_stop=should_stop)
+
         run = Run({**roles, POLICY: model}, self.config, self.name, scorer=scorer,
                   problem=problem, scorers=dict(scorers or {}), on_text=on_text,
-                  should_stop=should_stop)
+                  should_stop=should_stop, nested=nested)
         return self.entry.run(problem, run, self.config)
 
     @property
@@ -205,7 +219,13 @@ def get_scheme(spec: str, **overrides: Any) -> Scheme:
     defaults = {f.name: f.default for f in fields(entry.config)}
     for key, value in settings.items():
         settings[key] = _typed(key, value, defaults[key])
-    return Scheme(name, entry, entry.config(**settings))
+    config = entry.config(**settings)
+    if isinstance(config, cascade.Config):  # the next rung's scheme, checked now, not mid-run
+        try:
+            get_scheme(config.then)
+        except (ConfigError, UnknownName) as e:
+            raise ConfigError("then", config.then, str(e)) from None
+    return Scheme(name, entry, config)
 
 
 def _typed(key: str, value: Any, default: Any) -> Any:

@@ -14,7 +14,7 @@ where they are given; the usage of each (role, model) is kept apart in `Usage.by
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ponder.core.errors import ConfigError
@@ -135,6 +135,9 @@ class ChainConfig(SchemeConfig):
         return self.max_tokens if self.budget is None else self.budget + self.reply_tokens
 
 
+Nested = Callable[[str, Problem, LanguageModel], Result]  # (spec, problem, policy) -> result
+
+
 @dataclass
 class Run:
     """One scheme run: its models by role, the budget left, the usage so far, and the trace.
@@ -150,6 +153,9 @@ class Run:
     scorers: Mapping[str, Scorer] = field(default_factory=dict)
     on_text: OnText | None = None
     should_stop: ShouldStop | None = None
+    # runs another scheme of the table by spec on a model (a cascade's next rung); given by
+    # whoever runs this one from the table (Scheme.__call__), so schemes need not import it
+    nested: Nested | None = None
     usage: Usage = field(default_factory=Usage)
     trace: Trace = field(default_factory=Trace)
     started: float = field(default_factory=time.perf_counter)
