@@ -491,3 +491,24 @@ def test_kept_kv_continues_a_path_without_prefilling_it_again(decodes):
     kept, fresh_top = cont.top_logprobs[0], full.top_logprobs[0]
     assert set(kept) == set(fresh_top)
     assert max(abs(np.exp(kept[t]) - np.exp(fresh_top[t])) for t in kept) < 0.01
+
+
+@pytest.mark.slow
+def test_reasoning_parser_from_the_template_or_the_flag(smol):
+    """SmolLM2's template opens no thinking: no parser, chat text whole. Told it thinks like
+    R1 (the template opens the thinking), its chat output is all thinking until `</think>`:
+    with none written, it is reasoning and the reply is empty; a raw prefix stays whole."""
+    from ponder.models.llamacpp import LlamaCppModel
+    assert smol.reasoning_parser is None
+    [[plain]] = smol.generate([req(max_tokens=8)])
+    assert plain.reasoning is None and plain.text
+    r1 = LlamaCppModel(_gguf("smollm2-135m"), n_ctx=512, n_seq_max=2, n_threads=THREADS,
+                       reasoning_parser="deepseek-r1")
+    try:
+        assert r1.reasoning_parser is not None and r1.reasoning_parser.name == "deepseek-r1"
+        [[chat], [raw]] = r1.generate([req(max_tokens=8), GenerationRequest(
+            SamplingParams(max_tokens=8), prefix="1, 2, 3,")])
+        assert (chat.reasoning, chat.text) == (plain.text, "")
+        assert raw.reasoning is None and raw.text
+    finally:
+        r1.close()
