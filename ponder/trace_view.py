@@ -9,6 +9,7 @@ Reads what `ponder solve --trace` writes, a dict that holds one under a "trace" 
 a ★ on the chosen path, `#id`, the start of its text, then its stats. The tree follows the parent
 links; a graph merge says which nodes it merged (`← merges #3, #5`, from `meta["sources"]`).
 Building the tree is linear in the nodes, so a search of thousands prints in a moment.
+`ponder view` (ponder/view) draws the same traces in the browser.
 
 Registered in ponder/cli.py (`app.command("trace")(trace_command)`); bad files are `DataError`s:
 one line on stderr, exit code 2.
@@ -70,19 +71,28 @@ def trace_command(
 
 def load_trace(path: Path) -> Trace:
     """The trace in `path`, or a one-line DataError that says what to pass instead."""
+    return parse_trace(read_json(path), str(path))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in `path` (a trace file, or one holding traces), or a one-line DataError."""
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise DataError(f"{path} {what}; pass a trace JSON file ({WRITE_ONE})")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({e.strerror or e}); check its permissions"
+                        ) from None
     if raw.startswith(b"SQLite format 3"):
-        raise DataError(f"{path} is a results database, not a trace; export one row's trace: "
+        raise DataError(f"{path} is a results database, not a trace; draw a question's traces "
+                        f"with `ponder view {path} --question ID`, or export one row's trace: "
                         f"sqlite3 {path} \"SELECT trace FROM results LIMIT 1\" > trace.json")
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         where = f" ({e.msg} at line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
         raise DataError(f"{path} is not JSON{where}; pass a trace file ({WRITE_ONE})") from None
-    return parse_trace(data, str(path))
 
 
 def parse_trace(data: Any, source: str = "input") -> Trace:

@@ -124,3 +124,37 @@ def test_the_plan_reaches_the_executors_prompt_and_each_model_is_metered_apart()
     costs = {(p.role, p.model) for p in result.usage.by_role}
     assert costs == {("planner", "big"), ("executor", "small")}
     assert get_scheme("plan-execute@3").config.token_budget == 384 + 3 * 1024
+
+
+# -- reasoning_effort "auto" through the server ------------------------------------------------
+
+def test_the_server_runs_auto_across_two_models() -> None:
+    from fastapi.testclient import TestClient
+
+    from ponder.serve.app import create_app
+    from ponder.tasks import get_task
+
+    small = answers("1", "2", "3", "4")
+    big = ScriptedModel(["Carefully.\n\nSo \\boxed{42}."], name="big")
+    app = create_app({"small": small, "big": big}, get_task("math").problem,
+                     roles={"fallback": "big"})
+    with TestClient(app) as client:
+        body = client.post("/v1/chat/completions", json={
+            "model": "small", "reasoning_effort": "auto",
+            "messages": [{"role": "user", "content": "What is 6 * 7?"}]}).json()
+    assert body["ponder"]["scheme"] == "cascade" and body["ponder"]["answers"] == ["42"]
+    costs = {(p["role"], p["model"]) for p in body["ponder"]["by_role"]}
+    assert costs == {("policy", "small"), ("fallback", "big")}
+    assert len(small.calls) == 1 and len(big.calls) == 1
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    (["fallback"], "ROLE=NAME"),
+    (["policy=big"], "ROLE=NAME"),
+    (["fallback=huge"], "hosts"),
+])
+def test_a_bad_server_role_is_a_one_line_error(items: list[str], message: str) -> None:
+    from ponder.serve.commands import parse_roles
+
+    with pytest.raises(ConfigError, match=message):
+        parse_roles(items, ["small", "big"])

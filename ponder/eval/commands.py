@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ponder.core.errors import ConfigError, DataError
+from ponder.core.files import check_writable
 from ponder.core.types import POLICY
 
 if TYPE_CHECKING:
@@ -123,6 +124,10 @@ def report_command(
         "--equal-tokens", help="Also set each scheme next to self-consistency (or adaptive, "
         "best-of-n) run at several sizes, at the same tokens per question: one long chain "
         "against parallel samples (see docs/eval.md).")] = False,
+    html_out: Annotated[Path | None, typer.Option(
+        "--html", help="Also write the report as a page: table, intervals, plot, and each "
+        "question linked to its traces (pages in OUT_traces/ beside it; docs/view.md).")]
+    = None,
 ) -> None:
     """Accuracy (95% CI), cost per question and relative cost of each scheme in results DBs."""
     from ponder.eval.equal_tokens import HEADERS, at_equal_tokens, cells
@@ -134,6 +139,8 @@ def report_command(
         raise ConfigError("format", "--json --markdown", "choose one of --json and --markdown")
     if plot is not None and plot.is_dir():
         raise ConfigError("plot", str(plot), f"give a file, e.g. --plot {plot / 'plot.png'}")
+    if html_out is not None:
+        check_writable(html_out, "--html")
     meta, rows = read_rows(dbs, positions)
     summaries = summarize(rows, ci=ci, order=meta.get("schemes", ()), baseline=baseline)
     if not summaries:
@@ -169,6 +176,15 @@ def report_command(
             raise DataError(f"cannot write the plot to {plot} ({e.strerror or e}); choose "
                             "another --plot") from e
         err.print(f"plot → {plot}", markup=False)
+    if html_out is not None:
+        from ponder.view.report_html import traces_folder, write_report
+        try:
+            pages = write_report(html_out, dbs, meta, summaries, rows, ci)
+        except OSError as e:
+            raise DataError(f"cannot write the report to {html_out} ({e.strerror or e}); "
+                            "choose another --html") from e
+        err.print(f"report → {html_out} ({pages} question pages in "
+                  f"{traces_folder(html_out)}/)", markup=False)
 
 
 def print_table(summaries: Sequence[SchemeSummary], ci: str) -> None:

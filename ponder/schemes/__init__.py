@@ -23,7 +23,7 @@ from typing import Any
 from ponder.core.errors import ConfigError, UnknownName
 from ponder.core.problem import Problem
 from ponder.core.protocols import LanguageModel, OnText, Scorer, ShouldStop
-from ponder.core.types import POLICY, ROLES, Result
+from ponder.core.types import POLICY, ROLES, Result, Trace
 from ponder.schemes import (
     adaptive,
     aggregate,
@@ -112,20 +112,23 @@ class Scheme:
                  roles: Mapping[str, LanguageModel] | None = None,
                  scorer: Scorer | RewardFn | None = None,
                  scorers: Mapping[str, Scorer] | None = None, on_text: OnText | None = None,
-                 should_stop: ShouldStop | None = None) -> Result:
+                 should_stop: ShouldStop | None = None, trace: Trace | None = None) -> Result:
         """Run on `problem` with `model` as the policy and `roles` giving models for other
         roles this scheme asks (`scheme.entry.roles`); `scorer` replaces the scorer its
         settings name (a Scorer, or a TRL-shaped reward function); `scorers` are scorers
-        loaded beforehand, by the names a setting may give them."""
+        loaded beforehand, by the names a setting may give them; `trace` is the trace the
+        run builds, for a caller that reads it as it grows (the server's kept traces)."""
         roles = dict(roles or {})
         self.check_roles(roles)
+
         def nested(spec: str, problem: Problem, model: LanguageModel) -> Result:
             return get_scheme(spec)(problem, model=model, scorers=scorers,
                                     should_stop=should_stop)
 
         run = Run({**roles, POLICY: model}, self.config, self.name, scorer=scorer,
                   problem=problem, scorers=dict(scorers or {}), on_text=on_text,
-                  should_stop=should_stop, nested=nested)
+                  should_stop=should_stop, nested=nested,
+                  trace=trace if trace is not None else Trace())
         return self.entry.run(problem, run, self.config)
 
     @property

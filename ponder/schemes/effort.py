@@ -38,6 +38,9 @@ EFFORTS: dict[str, Effort] = {
     "medium": Effort("adaptive@8", {"max_tokens": 1024, "batch": 4}),
     "high": Effort("adaptive@16", {"max_tokens": 1024, "batch": 4}),
     "xhigh": Effort("adaptive@32", {"max_tokens": 1024, "batch": 8}),
+    # a cascade (Yue et al. 2023): four sampled chains of the policy; where fewer than three
+    # agree, cot on the `fallback` model (a bigger one, given by role), else more of the policy
+    "auto": Effort("cascade@4", {"max_tokens": 1024, "accept": 0.75, "then": "cot"}),
 }
 
 
@@ -50,6 +53,8 @@ THINKING_EFFORTS: dict[str, Effort] = {
     "medium": Effort("budget", {"budget": 8192, **_REPLY}),
     "high": Effort("self-consistency@4", {"budget": 8192, **_REPLY}),
     "xhigh": Effort("self-consistency@8", {"budget": 8192, **_REPLY}),
+    "auto": Effort("cascade@4", {"budget": 2048, "accept": 0.75, "then": "budget:budget=8192",
+                                 **_REPLY}),
 }
 
 

@@ -5,6 +5,8 @@ everything about thinking is decided in protocol.to_params() and the schemes.
   GET  /v1/models[/NAME]      the models this server hosts, by name
   GET  /health                liveness; with the API key (or none set) also the served models
                               and the run counters (active runs, queue, cancelled)
+  GET  /v1/traces[/ID], /view/ID   with --keep-traces N, the last N requests' traces, as JSON
+                              and drawn, growing while they run (traces.py)
 
 Everything a request can name was resolved at startup: models and trained scorers are named by
 what the server was started with, never by a path or a hub id, and each request's work is
@@ -55,6 +57,8 @@ from ponder.serve.protocol import (
 from ponder.serve.reply import Answer, Reply
 from ponder.serve.stream import EventStream, stream
 from ponder.serve.tools import Called, Offering, read_calls
+from ponder.serve.traces import Kept, KeptTraces
+from ponder.serve.traces import add_routes as add_trace_routes
 
 # One server-sent event of a stream, as OpenAPI before 3.2 describes an event: its `data` is a
 # chunk, an error, or the closing [DONE].
@@ -75,21 +79,26 @@ class Server:
     started: int
     scorers: Mapping[str, Scorer]
     limits: Limits
+    kept: KeptTraces | None = None  # --keep-traces N: the last N requests' traces
+    roles: Mapping[str, str] = dataclasses.field(default_factory=dict)  # --role ROLE=NAME
 
 
 def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str], Problem], *,
                efforts: Mapping[str, Effort] = EFFORTS, api_key: str | None = None,
                max_concurrency: int = 8, max_queue: int = 64,
                scorers: Mapping[str, Scorer] | None = None,
-               limits: Limits | None = None) -> FastAPI:
+               limits: Limits | None = None, keep_traces: int = 0,
+               roles: Mapping[str, str] | None = None) -> FastAPI:
     """The app, serving `models` by name; `problem_for(question)` is the task's prompt;
     `scorers` are trained scorers loaded at startup, named as a scheme's `scorer=` names them;
-    `limits` caps each request's work."""
+    `limits` caps each request's work; `keep_traces` requests' traces are kept (traces.py);
+    `roles` names the served model a scheme's role gets where a request names none."""
     scorers = dict(scorers or {})
     limits = dataclasses.replace(limits or Limits(), scorers=tuple(scorers))
     server = Server(dict(models), problem_for, dict(efforts),
                     Engine(max_concurrency, max_queue), api_key, int(time.time()), scorers,
-                    limits)
+                    limits, KeptTraces(keep_traces) if keep_traces > 0 else None,
+                    dict(roles or {}))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -155,10 +164,17 @@ def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str],
                            f"{', '.join(server.models)}", param="model", code="model_not_found")
         params = body.to_params(table_for(model, server.efforts), server.problem_for,
                                 server.limits)
-        roles = _roles(body.ponder.roles, server.models)
+        asks = params.schemes[0].entry.roles  # the server's roles, where the scheme asks them
+        given = {r: name for r, name in server.roles.items() if r in asks}
+        roles = _roles(given | body.ponder.roles, server.models)
         params.schemes[0].check_roles(roles)
         reply = Reply(body.model, params)
-        call = Call(params, model, roles, server, server.engine.admit())  # or 503
+        ticket = server.engine.admit()  # or 503
+        kept = None if server.kept is None else server.kept.open(
+            reply.id, body.model, params.schemes[0].name, params.problem.question,
+            len(params.schemes))
+        reply.trace_id = None if kept is None else kept.id
+        call = Call(params, model, roles, server, ticket, kept)
         if params.stream:
             return EventStream(stream(params, reply, call.start), on_close=call.close)
         try:
@@ -169,6 +185,7 @@ def create_app(models: Mapping[str, LanguageModel], problem_for: Callable[[str],
             return JSONResponse({}, status_code=499)
         return JSONResponse(reply.completion(answers).model_dump(mode="json"))
 
+    add_trace_routes(app, server.kept, authorized, server.api_key, errors)
     return app
 
 
@@ -217,8 +234,8 @@ class Call:
     deadline its runs stop at (`Limits.max_seconds` from when it got a slot)."""
 
     def __init__(self, params: Params, model: LanguageModel, roles: Mapping[str, LanguageModel],
-                 server: Server, ticket: Ticket):
-        self.params, self.roles, self.ticket = params, roles, ticket
+                 server: Server, ticket: Ticket, kept: Kept | None = None):
+        self.params, self.roles, self.ticket, self.kept = params, roles, ticket, kept
         # the policy with the request's tools offered (the other roles' models see none)
         self.model = model if params.offer is None else Offering(model, params.offer.tools)
         self.engine, self.scorers, self.limits = server.engine, server.scorers, server.limits
@@ -231,15 +248,19 @@ class Call:
         await self.ticket.acquire()
         self.deadline = time.monotonic() + self.limits.max_seconds
         self.tasks = [asyncio.create_task(self.engine.run(
-            partial(self._answer, scheme, on_text(i)), self.stop))
+            partial(self._answer, scheme, on_text(i), i), self.stop))
             for i, scheme in enumerate(self.params.schemes)]
         return self.tasks
 
-    def _answer(self, scheme: Scheme, on_text: OnText | None) -> Answer:
+    def _answer(self, scheme: Scheme, on_text: OnText | None, index: int) -> Answer:
         """One choice's run, on a worker thread. A run stopped by the deadline ends as a
         budget does: finish reason "length", with the answer it had."""
+        kept = None if self.kept is None else self.kept.traces[index]  # read as it grows
         result = scheme(self.params.problem, model=self.model, roles=self.roles,
-                        scorers=self.scorers, on_text=on_text, should_stop=self._should_stop)
+                        scorers=self.scorers, on_text=on_text, should_stop=self._should_stop,
+                        trace=kept)
+        if self.kept is not None:
+            self.kept.traces[index] = result.trace
         stopped = None
         if self.expired and not self.stop.is_set() and result.finish_reason == "cancelled":
             result.finish_reason, stopped = "length", "max_request_seconds"
@@ -274,6 +295,17 @@ class Call:
                         task.exception()
         finally:
             self.ticket.release()
+            if self.kept is not None:
+                self.kept.status = _status(self.tasks)
+
+
+def _status(tasks: list[asyncio.Task[Answer]]) -> str:
+    """A kept request's end: "done", or "stopped" (cancelled, failed, never started)."""
+    ended = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
+    if not tasks or len(ended) < len(tasks):
+        return "stopped"
+    return ("stopped" if any(t.result().result.finish_reason == "cancelled" for t in ended)
+            else "done")
 
 
 async def _until_done_or_gone(call: Call, request: Request) -> list[Answer] | None:

@@ -10,6 +10,7 @@ NAME=prm:PATH` loads a trained scorer once, at startup, for requests to name as 
 a request never names a path. `--max-request-chains/-tokens/-seconds` cap one request's work.
 `--model-arg [NAME:]KEY=VALUE` passes a keyword to the backend of model NAME (or of every
 model); VALUE is read as JSON when it parses (numbers, lists), else as a string.
+`--keep-traces N` keeps the last N requests' traces to read or watch (traces.py).
 `--effort-table FILE.json` replaces levels of the reasoning-effort table:
 `{"medium": {"scheme": "self-consistency@4", "max_tokens": 512}}`.
 """
@@ -19,12 +20,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ponder.core.errors import ConfigError, DataError, UnknownName
+from ponder.core.types import POLICY, ROLES
 from ponder.schemes.effort import EFFORTS, Effort
 
 _NAME = re.compile(r"[\w.-]+")
@@ -54,6 +57,23 @@ def short_name(spec: str) -> str:
     if re.match(r"https?://", spec):
         return spec.partition("#")[2]
     return Path(spec.rstrip("/\\")).name.removesuffix(".gguf")
+
+
+def parse_roles(items: list[str], served: Iterable[str]) -> dict[str, str]:
+    """['fallback=big'] -> {role: served model name}: the model a scheme's role gets when a
+    request names none for it (reasoning_effort "auto" escalates to `fallback`)."""
+    roles: dict[str, str] = {}
+    served = list(served)
+    for item in items:
+        role, eq, name = item.partition("=")
+        if not eq or role not in ROLES or role == POLICY:
+            raise ConfigError("--role", item, "write ROLE=NAME with ROLE one of "
+                              f"{', '.join(r for r in ROLES if r != POLICY)}, e.g. fallback=big")
+        if name not in served:
+            raise ConfigError("--role", item, f"name a model this server hosts (-m NAME=SPEC): "
+                              f"{', '.join(served)}")
+        roles[role] = name
+    return roles
 
 
 def parse_scorers(specs: list[str]) -> dict[str, str]:
@@ -152,6 +172,12 @@ def serve_command(
     max_request_seconds: Annotated[float, typer.Option(
         min=0.001, help="Wall seconds after which a request's runs stop and answer with what "
         "they have (finish reason length).")] = 600.0,
+    role: Annotated[list[str] | None, typer.Option(
+        "--role", help="ROLE=NAME, repeatable: the served model a scheme's role gets when a "
+        "request names none (ponder.roles), e.g. fallback=big for reasoning_effort auto.")] = None,
+    keep_traces: Annotated[int, typer.Option(
+        min=0, help="Keep the last N requests' traces, at /v1/traces/ID (JSON) and /view/ID "
+        "(drawn, live while they run); 0: none.")] = 0,
     log_level: Annotated[str, typer.Option(help=f"{', '.join(LOG_LEVELS)}.")] = "info",
 ) -> None:
     """Serve models as an OpenAI-compatible reasoning API (POST /v1/chat/completions)."""
@@ -168,6 +194,7 @@ def serve_command(
     specs = parse_models(model or ["default"])
     kwargs = parse_model_args(model_arg or [], list(specs))
     scorer_specs = parse_scorers(scorer or [])
+    roles = parse_roles(role or [], specs)
     efforts = load_effort_table(effort_table) if effort_table else EFFORTS
     problem_for = get_task(task).problem
     limits = Limits(max_chains=max_request_chains, max_tokens=max_request_tokens,
@@ -181,7 +208,8 @@ def serve_command(
         scorers = {name: get_scorer(spec, policy) for name, spec in scorer_specs.items()}
         app = create_app(models, problem_for, efforts=efforts, api_key=api_key,
                          max_concurrency=max_concurrency, max_queue=max_queue,
-                         scorers=scorers, limits=limits)
+                         scorers=scorers, limits=limits, keep_traces=keep_traces,
+                         roles=roles)
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                     timeout_graceful_shutdown=5)
     finally:

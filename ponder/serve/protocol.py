@@ -38,7 +38,7 @@ from ponder.serve.messages import ROLE_TAGS as ROLE_TAGS  # re-exported: where i
 from ponder.serve.messages import ChatMessage, called_functions
 from ponder.serve.tools import DeltaToolCall, Offer, ToolCall, ToolChoice, ToolSpec, offer
 
-EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+EffortLevel = Literal["none", "minimal", "low", "medium", "high", "xhigh", "auto"]
 EFFORT_LEVELS: tuple[str, ...] = typing.get_args(EffortLevel)
 DEFAULT_EFFORT = "low"
 MAX_CHOICES = 16  # n independent scheme runs per request
@@ -331,6 +331,9 @@ class PonderInfo(BaseModel):
     stopped: str | None = Field(default=None, exclude_if=_omit_none)
     # why the tool calls a reply wrote were refused (it is returned as text)
     tool_call_error: str | None = Field(default=None, exclude_if=_omit_none)
+    # with `ponder serve --keep-traces N`: where this request's traces are kept, as JSON at
+    # /v1/traces/{trace_id} and drawn at /view/{trace_id}
+    trace_id: str | None = Field(default=None, exclude_if=_omit_none)
 
 
 class ChatCompletion(BaseModel):
@@ -364,7 +367,8 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice]
     usage: UsageInfo | None = Field(default=None, exclude_if=_omit_none)
-    # while a multi-sample scheme searches: {"choice": i, "reasoning_tokens": k}
+    # while a multi-sample scheme searches: {"choice": i, "reasoning_tokens": k}; on the first
+    # chunks, where the server keeps traces: {"trace_id": id}
     ponder: dict[str, Any] | None = Field(default=None, exclude_if=_omit_none)
 
 

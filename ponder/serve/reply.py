@@ -48,6 +48,7 @@ class Reply:
     def __init__(self, model: str, params: Params) -> None:
         self.id, self.created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         self.model, self.params = model, params
+        self.trace_id: str | None = None  # where the traces are kept (--keep-traces)
 
     def completion(self, answers: list[Answer]) -> ChatCompletion:
         show = self.params.include_reasoning
@@ -65,7 +66,8 @@ class Reply:
                           chains_run=sum(n.terminal for a in answers for n in a.result.trace.nodes),
                           stopped=next((a.stopped for a in answers if a.stopped), None),
                           tool_call_error=next((a.tool_error for a in answers if a.tool_error),
-                                               None))
+                                               None),
+                          trace_id=self.trace_id)
         return ChatCompletion(id=self.id, created=self.created, model=self.model,
                               choices=choices, usage=usage(answers), ponder=info)
 

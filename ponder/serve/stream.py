@@ -1,6 +1,7 @@
 """Streaming: a request's runs as server-sent events in OpenAI's chunk format.
 
-Per choice: a first chunk with the role; then, for a one-chain scheme whose reasoning is
+Per choice: a first chunk with the role (and `ponder.trace_id` where the server keeps
+traces); then, for a one-chain scheme whose reasoning is
 streamed live, `delta.reasoning_content` as it is written, else progress chunks (an empty
 delta and `ponder.reasoning_tokens` so far, at most every PROGRESS_SECONDS) while it searches;
 once a choice has finished, its reasoning (where not streamed), content, tool calls and finish
@@ -41,8 +42,9 @@ async def stream(params: Params, reply: Reply, start: Start) -> AsyncIterator[st
             tokens[i] += 1  # progress only: a rare lost increment between threads is harmless
         return count
 
-    for i in range(n):
-        yield reply.chunk(i, Delta(role="assistant", content=""))
+    kept = {"trace_id": reply.trace_id} if reply.trace_id else None
+    for i in range(n):  # the first chunks say where the traces are kept, to watch them grow
+        yield reply.chunk(i, Delta(role="assistant", content=""), ponder=kept)
     for i, task in enumerate(await start(on_text)):
         task.add_done_callback(partial(_report_done, events, i))
     answers: list[Answer] = []
