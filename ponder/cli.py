@@ -15,7 +15,14 @@ from ponder.core.files import check_writable, write_text_atomic
 from ponder.eval.commands import eval_command, report_command
 from ponder.serve.commands import serve_command
 from ponder.trace_view import trace_command
-from ponder.train.commands import distill_command, grpo_command, prm_command, verifier_command
+from ponder.train.commands import (
+    distill_command,
+    export_command,
+    grpo_command,
+    prm_command,
+    verifier_command,
+)
+from ponder.view.commands import view_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Turn a language model into a reasoning model.")
@@ -224,7 +231,9 @@ app.command("eval")(eval_command)
 app.command("report")(report_command)
 app.command("serve")(serve_command)
 app.command("trace")(trace_command)
+app.command("view")(view_command)
 app.command("distill")(distill_command)
+app.command("export")(export_command)
 train_app = typer.Typer(no_args_is_help=True, help="Train reasoning models and reward models.")
 app.add_typer(train_app, name="train")
 train_app.command("grpo")(grpo_command)

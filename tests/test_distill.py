@@ -330,3 +330,36 @@ def test_forced_spans_reach_the_dataset_and_the_labels(tokenizer_dir: Path, tmp_
     outcome = sft(model, path, tmp_path / "student", tokenizer=tokenizer, lr=1e-2,
                   batch_size=2, max_length=256, max_steps=2, echo=lambda line: None)
     assert outcome.steps == 2 and all(loss == loss for loss in outcome.losses)
+
+
+# --- the thinking format -------------------------------------------------------------------------
+
+TOOL_CHAIN = "Let me run it.\n\n```output\n42\n```\n\nSo \\boxed{42}."
+TOOL_SPAN = (TOOL_CHAIN.index("```output"), TOOL_CHAIN.index("```\n\nSo") + 3)
+
+
+@pytest.mark.parametrize(("chain", "forced", "expected"), [
+    pytest.param(CHAINS[CLIPS][0], [], "<think>\n" + CHAINS[CLIPS][0]
+                 + "\n</think>\n\nThe answer is \\boxed{72}.", id="one-paragraph-sentence"),
+    pytest.param(CHAINS[CLIPS][2], [], "<think>\nIn May she sold  48 / 2 = 24.\n</think>\n\n"
+                 "So 48 + 24 = 72.\nThe answer is \\boxed{72}.", id="last-paragraph-reply"),
+    pytest.param("48 / 2 = 24.\n\n\\boxed{72}\n\nHope that helps.", [],
+                 "<think>\n48 / 2 = 24.\n\n\\boxed{72}\n\nHope that helps.\n</think>\n\n"
+                 "The answer is \\boxed{72}.", id="last-paragraph-without-the-answer"),
+    pytest.param("<think>\n24 + 48\n</think>\n\nIt is \\boxed{72}.", [],
+                 "<think>\n24 + 48\n</think>\n\nIt is \\boxed{72}.", id="native-thinker-kept"),
+    pytest.param(TOOL_CHAIN, [TOOL_SPAN], "<think>\nLet me run it.\n\n```output\n42\n```\n"
+                 "</think>\n\nSo \\boxed{42}.", id="forced-span-moves"),
+])
+def test_think_format_splits_reasoning_from_the_reply(chain: str, forced: list[tuple[int, int]],
+                                                      expected: str) -> None:
+    from ponder.train.distill import think_format
+
+    example = {"messages": [{"role": "user", "content": "q"},
+                            {"role": "assistant", "content": chain}],
+               "answer": "42" if "42" in chain else "72", "forced": [list(s) for s in forced]}
+    written = think_format(example)
+    content = written["messages"][-1]["content"]
+    assert content == expected
+    assert [content[a:b] for a, b in written["forced"]] == [chain[a:b] for a, b in forced]
+    assert example["messages"][-1]["content"] == chain  # the journal's example is untouched

@@ -1,5 +1,6 @@
-"""`ponder distill`, `ponder train grpo` and `ponder train prm`: the typer commands over
-distill.py (with sft.py), grpo.py (with recipe.py) and prm.py (with prm_labels.py).
+"""`ponder distill`, `ponder train grpo`, `ponder train prm` and `ponder export`: the typer
+commands over distill.py (with sft.py), grpo.py (with recipe.py), prm.py (with prm_labels.py)
+and export.py.
 
 Registered in ponder/cli.py (`app.command("distill")(distill_command)`, and the `train` group).
 The commands parse options (ponder/cli_args.py), check settings before any slow work, and report
@@ -66,13 +67,28 @@ def distill_command(
                                                "dataset.jsonl; do not train.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing "
                                             "OUT/student.")] = False,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="plain: the chain is the reply; think: <think>REASONING</think> then "
+        "the reply, and a student whose template opens the thinking (a native "
+        "thinker).")] = "plain",
+    export: Annotated[str | None, typer.Option(
+        "--export", metavar="gguf[:QUANT]", help="Also write OUT/student.gguf (QUANT: f16 "
+        "default, f32, bf16, q8_0, q4_k_m) for the llama.cpp backend.")] = None,
 ) -> None:
     """Distil a teacher's verified reasoning into a student: collect, filter, fine-tune."""
     from ponder.cli_args import parse_model_args
+    from ponder.core.errors import UnknownName
     from ponder.tasks import get_task, load_questions
-    from ponder.train.distill import CollectStats, Journal, collect_one, make_scheme
+    from ponder.train.distill import FORMATS, CollectStats, Journal, collect_one, make_scheme
+    from ponder.train.export import parse_export
     from ponder.train.sft import check_sft_args, sft, write_dataset
 
+    if fmt not in FORMATS:
+        raise UnknownName("dataset format", fmt, FORMATS)
+    quant = parse_export(export) if export is not None else None
+    if quant is not None and dataset_only:
+        raise ConfigError("export", export, "--dataset-only trains no student to export; drop "
+                          "one of them")
     chosen = get_task(task)
     records = load_questions(chosen, split=split, data=data, limit=limit)
     teacher_args = parse_model_args(teacher_arg or [], "teacher-arg")
@@ -110,7 +126,7 @@ def distill_command(
                     f"{stats.chains} chains verified, {stats.kept} kept")
         finally:
             model.close()
-    examples = [e for r in records for e in journal.done[r.id][0]]
+    examples = [FORMATS[fmt](e) for r in records for e in journal.done[r.id][0]]
     total = CollectStats()
     for record in records:
         total += journal.done[record.id][1]
@@ -124,10 +140,23 @@ def distill_command(
                         "nothing to train on (try more samples, another scheme or teacher)")
     outcome = sft(student, dataset, student_dir, lora=lora, lora_r=lora_r, lora_alpha=2 * lora_r,
                   epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-                  max_length=max_length, max_steps=max_steps, seed=seed, echo=say)
+                  max_length=max_length, max_steps=max_steps, seed=seed,
+                  think=fmt == "think", echo=say)
     last = f", last loss {outcome.losses[-1]:.4f}" if outcome.losses else ""
     say(f"student: {outcome.steps} steps on {outcome.examples} examples ({outcome.dropped} "
         f"dropped as too long){last}, {outcome.seconds:.0f} s → {student_dir}")
+    if quant is not None:
+        _export(student_dir, quant)
+
+
+def _export(model_dir: Path, quant: str) -> None:
+    """A training command's `--export gguf[:QUANT]`: the final model as `<folder>.gguf`, written
+    by one process (under accelerate launch, the first)."""
+    from ponder.train.export import export_gguf
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        path = export_gguf(model_dir, quant=quant, echo=say)
+        say(f"load it with: ponder solve QUESTION -m {path}")
 
 
 # --- ponder train grpo ----------------------------------------------------------------------------
@@ -145,11 +174,16 @@ def grpo_command(
     output_dir: Annotated[Path | None, typer.Option(
         "--output-dir", "-o", metavar="DIR", help="Checkpoints, log.jsonl, summary.json and "
         "final/.")] = None,
+    export: Annotated[str | None, typer.Option(
+        "--export", metavar="gguf[:QUANT]", help="Also write final.gguf beside final/ (QUANT: "
+        "f16 default, f32, bf16, q8_0, q4_k_m) for the llama.cpp backend.")] = None,
 ) -> None:
     """Train a model with GRPO on a task's verifiable rewards (TRL's GRPOTrainer)."""
+    from ponder.train.export import parse_export
     from ponder.train.grpo import train
     from ponder.train.recipe import load_recipe
 
+    quant = parse_export(export) if export is not None else None
     cfg = load_recipe(recipe, overrides or [])
     if max_steps is not None:
         cfg = dataclasses.replace(cfg, max_steps=max_steps)
@@ -162,6 +196,28 @@ def grpo_command(
                  f"{result.heldout_after:.3f}")
     say(f"{result.steps} steps in {result.seconds:.0f} s ({result.seconds_per_step:.1f} s a "
         f"step){moved}; model -> {result.final_dir}, log -> {result.log_path}")
+    if quant is not None:
+        _export(result.final_dir, quant)
+
+
+# --- ponder export --------------------------------------------------------------------------------
+
+def export_command(
+    model_dir: Annotated[Path, typer.Argument(
+        metavar="MODEL_DIR", help="A folder written by save_pretrained: runs/distill/student, "
+        "runs/grpo/final, ...")],
+    to: Annotated[Path | None, typer.Option(
+        "--to", metavar="FILE.gguf", help="Where to write it. Default: MODEL_DIR.gguf beside "
+        "the folder.")] = None,
+    quant: Annotated[str, typer.Option(
+        help="f16 (default), f32, bf16, q8_0 (by llama.cpp's converter) or q4_k_m (then "
+        "llama.cpp's quantiser).")] = "f16",
+) -> None:
+    """Export a trained model folder to one GGUF file for the llama.cpp backend, with its chat
+    template (and so its reasoning parser): `ponder solve ... -m FILE.gguf`."""
+    from ponder.train.export import export_gguf
+
+    export_gguf(model_dir, to, quant=quant, echo=say)
 
 
 # --- ponder train prm -----------------------------------------------------------------------------

@@ -12,7 +12,10 @@ r"""Distillation by rejection sampling: a teacher thinks, its verified chains tr
    the reply that ponder inserted rather than the teacher sampled (tool output), which the
    student's loss leaves out.
 2. `write_dataset` (in `ponder.train.sft`, beside `read_dataset`): the examples as JSONL (or
-   Parquet), written atomically.
+   Parquet), written atomically, each in a format of `FORMATS`: "plain" (the chain as the
+   reply) or "think" (`think_format`: `<think>\nREASONING\n</think>\n\nREPLY`, for a student
+   that thinks natively; `sft(..., think=True)` gives it a chat template that opens the
+   thinking). The journal holds the chains as sampled, so either format is written from it.
 3. `sft` (in `ponder.train.sft`): TRL's SFTTrainer on that chat data, full or LoRA, loss on the
    assistant reply only, the student saved atomically.
 
@@ -198,6 +201,64 @@ def make_scheme(spec: str, *, keep: int, prefer: str, seed: int | None,
     if prefer not in PREFER:
         raise UnknownName("prefer rule", prefer, PREFER)
     return get_scheme(spec, seed=seed, max_tokens=max_tokens)
+
+
+# --- the thinking format: a kept chain as a native thinker's reply ------------------------------
+
+THINK_OPEN, THINK_CLOSE = "<think>\n", "\n</think>\n\n"
+
+
+def think_format(example: Mapping[str, Any]) -> dict[str, Any]:
+    """A distilled example with its reply written as a native thinker's (DeepSeek-R1's):
+    `<think>\nREASONING\n</think>\n\nREPLY`, its `forced` spans moved to match. The split
+    is the chat task's (ponder/tasks/chat.py `reply`): a chain that thinks natively keeps its
+    own; else the last paragraph is the reply where it states the answer, the paragraphs
+    before it the reasoning; else the whole chain is the reasoning and the reply states the
+    boxed answer in a sentence. The reply keeps its `\\boxed{}`: answers are read from it."""
+    *prompt, reply = example["messages"]
+    text = reply["content"]
+    reasoning, stated = _think_split(text)
+    sentence = f"The answer is \\boxed{{{example.get('answer') or ''}}}."
+    pieces: list[Span | str] = [THINK_OPEN, reasoning, THINK_CLOSE,
+                                sentence if stated is None else stated]
+    out, spans = "", []
+    for piece in pieces:
+        if isinstance(piece, tuple):  # a slice of the chain: its forced spans come along
+            a, b = piece
+            spans += [(len(out) + max(s, a) - a, len(out) + min(e, b) - a)
+                      for s, e in example.get("forced") or [] if max(s, a) < min(e, b)]
+            piece = text[a:b]
+        out += piece
+    return {**example, "messages": [*prompt, {**reply, "content": out}],
+            "forced": [list(span) for span in spans]}
+
+
+def _think_split(text: str) -> tuple[Span, Span | None]:
+    """The slices of `text` that are reasoning and reply (None: no reply states the answer)."""
+    from ponder.core.reasoning import END, START
+    from ponder.tasks.chat import reply as chat_reply
+    from ponder.verifiers import extract_answer
+
+    def trimmed(a: int, b: int) -> Span:
+        lead = len(text[a:b]) - len(text[a:b].lstrip())
+        return a + lead, a + lead + len(text[a:b].strip())
+
+    def stated(span: Span) -> Span | None:
+        return span if extract_answer(text[span[0]:span[1]]) is not None else None
+
+    start = text.find(START)
+    if start >= 0 and not text[:start].strip() and (end := text.find(END, start)) >= 0:
+        return trimmed(start + len(START), end), stated(trimmed(end + len(END), len(text)))
+    if chat_reply(text).reasoning:  # a paragraph states the answer after the reasoning
+        cut = text.rstrip().rfind("\n\n")
+        last = stated(trimmed(cut + 2, len(text)))
+        if last is not None:
+            return trimmed(0, cut), last
+    return trimmed(0, len(text)), None
+
+
+FORMATS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "plain": dict, "think": think_format}
 
 
 # --- resumable collection: a journal of finished questions ---------------------------------------

@@ -19,6 +19,12 @@ Choices where TRL leaves room:
     end-of-turn token (its `completion_only_loss`).
   * LoRA (rank `lora_r` on all linear layers) is merged into the weights before saving, so the
     saved student is a plain model that loads without peft.
+  * A thinking student (`think=True`, data in `ponder distill --format think`'s format): its
+    chat template gets a generation prompt that opens the thinking (`thinking_template`), as
+    DeepSeek-R1's does, so that ponder's reasoning parser reads it as deepseek-r1 once loaded
+    (from the folder or exported to GGUF). That `<think>\n` is then part of the prompt, and the
+    reply only continues it: each example is tokenized here (`masked_example`), the prompt with
+    its opened thinking labelled -100, the loss on the reasoning, the reply and the end of turn.
 
 Nothing here imports torch, transformers or TRL at module import; `sft` does.
 """
@@ -56,7 +62,7 @@ def sft(student: Any, dataset_path: str | Path, out_dir: str | Path, *,
         tokenizer: Any = None, lora: bool = False, lora_r: int = 16, lora_alpha: int = 32,
         epochs: float = 1.0, lr: float | None = None, batch_size: int = 4,
         grad_accum: int = 1, max_length: int = 1024, max_steps: int | None = None,
-        seed: int = 0, echo: Callable[[str], None] | None = None,
+        seed: int = 0, think: bool = False, echo: Callable[[str], None] | None = None,
         trainer_args: Mapping[str, Any] | None = None) -> SFTOutcome:
     """Fine-tune `student` (a spec for `load_trainable`, or a model with its `tokenizer`) on the
     chat examples at `dataset_path`; save the plain HF model and tokenizer into `out_dir`.
@@ -65,7 +71,8 @@ def sft(student: Any, dataset_path: str | Path, out_dir: str | Path, *,
     step go to `out_dir/train_log.jsonl` and to `echo` (stderr by default). `lr` defaults to
     1e-5 for full fine-tuning, 1e-4 for LoRA (rank `lora_r` on all linear layers; the adapter is
     merged before saving). `trainer_args` override the SFTConfig settings made here (e.g.
-    `warmup_ratio`, `activation_checkpointing=True`).
+    `warmup_ratio`, `activation_checkpointing=True`). `think`: the replies are in the thinking
+    format, and the student is given a template that opens the thinking (module docstring).
     Runs on the GPU where there is one, else CPU; under `accelerate launch` on every process,
     with one process saving. The result appears in `out_dir` whole or not at all: training and
     saving happen in `.<name>.partial` beside it, renamed into place at the end (an existing
@@ -88,7 +95,11 @@ def sft(student: Any, dataset_path: str | Path, out_dir: str | Path, *,
                           "the student's tokenizer has no chat template; use an instruct model")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dataset, dropped = _prompt_completion(read_dataset(dataset_path), tokenizer, max_length)
+    rows = read_dataset(dataset_path)
+    if think:
+        _check_thinking(rows, dataset_path)
+        tokenizer.chat_template = thinking_template(tokenizer.chat_template)
+    dataset, dropped = _prompt_completion(rows, tokenizer, max_length, masked=think)
 
     work = out_dir.with_name(f".{out_dir.name}.partial")
     trainer = _trainer(model, tokenizer, dataset, work, lora=lora, lora_r=lora_r,
@@ -111,7 +122,7 @@ def sft(student: Any, dataset_path: str | Path, out_dir: str | Path, *,
         info = {"dataset": str(Path(dataset_path).resolve()), "lora": lora, "lora_r": lora_r,
                 "lora_alpha": lora_alpha, "epochs": epochs, "lr": trainer.args.learning_rate,
                 "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length,
-                "max_steps": max_steps, "seed": seed, "examples": len(dataset),
+                "max_steps": max_steps, "seed": seed, "think": think, "examples": len(dataset),
                 "dropped": dropped, "steps": outcome.steps, "losses": losses,
                 "seconds": round(seconds, 2)}
         (work / "distill.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -185,16 +196,17 @@ def read_dataset(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _prompt_completion(rows: Sequence[Mapping[str, Any]], tokenizer: Any,
-                       max_length: int) -> tuple[Any, int]:
+def _prompt_completion(rows: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: int, *,
+                       masked: bool = False) -> tuple[Any, int]:
     """Chat examples as TRL conversational prompt-completion pairs, dropping those whose prompt
     alone fills `max_length` (no reply token would be left to learn from). Replies longer than
     the rest are truncated at the end, as TRL does. Where any example has `forced` spans in its
     reply (text ponder inserted), every example is tokenized here instead, into input ids and
-    labels that leave the prompt and the forced tokens out of the loss (`masked_example`)."""
+    labels that leave the prompt and the forced tokens out of the loss (`masked_example`), as
+    they are with `masked` (a thinking student, whose prompt ends inside the reply)."""
     from datasets import Dataset
 
-    masked = any(row.get("forced") for row in rows)
+    masked = masked or any(row.get("forced") for row in rows)
     pairs, dropped = [], 0
     for row in rows:
         *prompt, reply = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
@@ -219,10 +231,12 @@ def masked_example(prompt: Sequence[Mapping[str, str]], reply: Mapping[str, str]
     """One chat example as `input_ids` and `labels` (TRL takes both as they are): the labels are
     -100 on the prompt and on every token that overlaps a forced span of the reply (character
     offsets into its content), the token id elsewhere, the reply's end-of-turn included; cut at
-    `max_length`. Needs a fast tokenizer (character offsets)."""
+    `max_length`. A generation prompt may end inside the reply (a thinking template's
+    `<think>\n`, which the reply also opens with): those characters are prompt. Needs a fast
+    tokenizer (character offsets)."""
     head = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
     whole = tokenizer.apply_chat_template([*prompt, reply], tokenize=False)
-    start = whole.find(reply["content"], len(head)) if whole.startswith(head) else -1
+    start = _reply_start(head, whole, reply["content"]) if whole.startswith(head) else -1
     if start < 0:
         raise DataError("this tokenizer's chat template does not write the reply after the "
                         "prompt as given; train without forced spans (drop 'forced')")
@@ -231,6 +245,36 @@ def masked_example(prompt: Sequence[Mapping[str, str]], reply: Mapping[str, str]
     labels = [-100 if e <= len(head) or any(s < b and e > a for a, b in spans) else token
               for token, (s, e) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)]
     return {"input_ids": list(enc["input_ids"])[:max_length], "labels": labels[:max_length]}
+
+
+def _reply_start(head: str, whole: str, content: str) -> int:
+    """Where `content` begins in `whole`, at or before the end of the prompt `head` (the
+    longest overlap first); -1 where it does not follow the prompt."""
+    for k in range(min(len(head), len(content), 256), -1, -1):
+        if head.endswith(content[:k]) and whole.startswith(content, len(head) - k):
+            return len(head) - k
+    return -1
+
+
+def thinking_template(template: str) -> str:
+    """`template` with a generation prompt that opens the thinking: `<think>\n` after its own
+    (a template's generation prompt is the last thing it writes). One that already opens it, or
+    a Qwen3 template (the model opens its own thinking), is kept as it is."""
+    from ponder.core.reasoning import parser_for_template
+
+    parser = parser_for_template(template)
+    if parser is not None and parser.name in ("deepseek-r1", "qwen3"):
+        return template
+    body = template[:-1] if template.endswith("\n") else template  # jinja drops one at the end
+    return body + "{% if add_generation_prompt %}{{ '<think>\\n' }}{% endif %}"
+
+
+def _check_thinking(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    for number, row in enumerate(rows, 1):
+        if not row["messages"][-1]["content"].startswith("<think>"):
+            raise DataError(f"{path} example {number} is not in the thinking format (its reply "
+                            "does not open with <think>); write it with `ponder distill "
+                            "--format think`")
 
 
 def _trainer(model: Any, tokenizer: Any, dataset: Any, work: Path, *, lora: bool, lora_r: int,
