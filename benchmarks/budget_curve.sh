@@ -9,6 +9,7 @@
 # is forced, as s1 forces "Final Answer:": the 0.5B does not think natively, and left to itself
 # its reply after </think> often restates nothing (an answer boxed in the thinking is not read).
 # Resumable: run it again to continue; the database is kept in docs/results/budget_curve.db.
+# The doc's "### Reading" section is written by hand after a run; this script keeps it.
 # A smoke run: LIMIT=2 OUT=/tmp/smoke.db benchmarks/budget_curve.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,7 @@ schemes+=",self-consistency@2:budget=256:$L,self-consistency@4:budget=256:$L"
   --concurrency 4 --schemes "$schemes" --out "$out" $resume
 [[ -n ${OUT:-} ]] && exit 0
 doc=docs/results/budget_curve.md
+reading=$(sed -n '/^### Reading/,$p' "$doc" 2>/dev/null || true)
 {
   echo "## Budget forcing against self-consistency at equal tokens (GSM8K test, first ${LIMIT:-30})"
   echo
@@ -36,5 +38,6 @@ doc=docs/results/budget_curve.md
     --equal-tokens --plot docs/results/budget_curve.png
   echo
   echo "![accuracy against tokens](budget_curve.png)"
+  [[ -z $reading ]] || printf '\n%s\n' "$reading"
 } > "$doc.tmp" && mv "$doc.tmp" "$doc"
 echo "→ $doc"

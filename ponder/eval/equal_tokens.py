@@ -16,6 +16,7 @@ of its own; the sizes that bracket it are named, with their own intervals in the
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def curves(summaries: Sequence[SchemeSummary]) -> list[Curve]:
     for s in summaries:
         family, size, settings = parse_spec(s.scheme)
         if family in PARALLEL and size is not None and s.mean_completion_tokens > 0:
-            rest = "".join(f":{k}={v}" for k, v in sorted(settings.items()))
+            rest = "".join(f":{k}={json.dumps(v)}" for k, v in sorted(settings.items()))
             lines.setdefault(f"{family}@k{rest}", []).append(s)
     return [Curve(name, tuple(sorted(points, key=lambda p: p.mean_completion_tokens)))
             for name, points in lines.items() if len(points) >= 2]
