@@ -1,4 +1,4 @@
-"""The new default against the old one on GSM8K: `ponder solve` at the default effort (greedy cot)
+"""The new default against the old one on GSM8K: `ponder solve` at the default effort (`low`)
 with the chat task's prompt and answer reading, against the stored greedy cot of the GSM8K
 task's boxed prompt, on the same first 100 test questions. Writes docs/results/chat_gsm8k.md.
 
@@ -25,6 +25,7 @@ from ponder.eval.report import wilson
 from ponder.eval.store import Store, cpu_model
 from ponder.models.catalog import load_model
 from ponder.schemes import get_scheme
+from ponder.schemes.effort import effort
 from ponder.tasks import get_task, load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,8 @@ def main() -> None:
     with Store.read(STORED) as store:
         old = {r.question_id: r.correct for r in store.rows(traces=False) if r.scheme == "cot"}
     model = load_model(args.model)
-    scheme = get_scheme("cot", max_tokens=1024)  # the default effort, low
+    level = effort("low")  # the default effort, as `ponder solve` reads it
+    scheme = get_scheme(level.scheme, **level.settings)
 
     def solve(record):  # type: ignore[no-untyped-def]
         result = scheme(chat.problem(record.question), model=model)
@@ -72,7 +74,8 @@ def main() -> None:
     tokens = sum(t for *_, t in rows) / len(rows)
     unanswered = sum(a is None for _, _, a, _ in rows)
     lines = [
-        "# The new default on GSM8K (chat task, greedy cot)",
+        f"# The new default on GSM8K (chat task, `{scheme.name}` with "
+        f"{', '.join(f'{k}={v}' for k, v in level.settings.items())})",
         "",
         f"`.venv/bin/python benchmarks/chat_gsm8k.py --limit {args.limit} --concurrency "
         f"{args.concurrency}`: GSM8K test, first {len(both)} questions, model `{args.model}`, "

@@ -192,3 +192,13 @@ def test_calc_leaves_code_bare_numbers_and_endless_decimals_alone() -> None:
         model = ScriptedModel(lambda prompt, _i, text=text: text[len(written(prompt)):])
         result = get_scheme("cot:tools=calc")(PROBLEM, model=model)
         assert result.trace.nodes[0].text == text and result.trace.nodes[0].forced == []
+
+
+def test_calc_does_not_stop_at_each_equals_sign_of_code() -> None:
+    text = "```python\nx = 3 + 4\ny = x * 2\nprint(y)\n```\nSo 7 + 7 = 14, \\boxed{14}"
+    model = ScriptedModel(lambda prompt, _i: text[len(written(prompt)):])
+    result = get_scheme("cot:tools=calc")(PROBLEM, model=model)
+    assert result.trace.nodes[0].text == text and result.answer == "14"
+    stops = [r.params.stop for r in calls(model)]
+    assert stops[:2] == [("=",), ("```\n",)]  # the block's `=`s: one stop, at its end
+    assert len(calls(model)) == 4  # `x =`; the fence; `7 + 7 =`; its check (to the end)

@@ -117,7 +117,8 @@ def sample(problem: Problem, r: Run, config: ChainConfig, n: int, first_sample: 
         out = r.generate(requests)
         inserts = {id(w): text for w, [c] in zip(writing, out, strict=True)
                    if (text := wrote(w, c, r)) is not None}
-        blocks = [w for w in writing if w.paused == FENCE and at_block(w.chain.text)]
+        blocks = [w for w in writing if w.paused == FENCE and "python" in config.tool_names
+                  and len(w.runs) < config.tool_calls and at_block(w.chain.text)]
         inserts |= dict(zip(map(id, blocks), run_blocks(blocks, config), strict=True))
         for w in writing:
             if (text := inserts.get(id(w))) is not None:
@@ -128,10 +129,13 @@ def sample(problem: Problem, r: Run, config: ChainConfig, n: int, first_sample: 
 
 
 def stops(w: Writing, config: ChainConfig) -> tuple[str, ...]:
-    """Where the chain's next round pauses for a tool."""
+    """Where the chain's next round pauses for a tool. Inside a code block calc waits for
+    the block's end rather than stopping at each `=` of the code (assignments claim nothing)."""
     tools = config.tool_names
+    in_code = w.chain.text.count("```") % 2 == 1
     python = "python" in tools and len(w.runs) < config.tool_calls
-    return (FENCE,) * python + (EQUALS,) * ("calc" in tools)
+    calc = "calc" in tools
+    return (FENCE,) * (python or (calc and in_code)) + (EQUALS,) * (calc and not in_code)
 
 
 def wrote(w: Writing, c: Completion, r: Run) -> str | None:
