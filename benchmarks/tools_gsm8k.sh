@@ -20,6 +20,7 @@ resume=$([[ -s $out ]] && echo --resume || true)
   --schemes "${SCHEMES:-cot:tools=calc,cot:tools=python+calc}" --out "$out" $resume
 [[ -n ${OUT:-} ]] && exit 0
 doc=docs/results/tools_gsm8k.md
+reading=$(sed -n '/^### Reading/,$p' "$doc" 2>/dev/null || true)  # written by hand: kept
 {
   echo "## Tools inside the chain, GSM8K test (first ${LIMIT:-100}), default model"
   echo
@@ -28,5 +29,6 @@ doc=docs/results/tools_gsm8k.md
   echo
   .venv/bin/ponder report "$out" docs/results/search_gsm8k100.db --positions ":${LIMIT:-100}" \
     --markdown
+  [[ -z $reading ]] || printf '\n%s\n' "$reading"
 } > "$doc.tmp" && mv "$doc.tmp" "$doc"
 echo "→ $doc"
