@@ -142,8 +142,8 @@ def solve(
     with err.status(f"loading {', '.join(dict.fromkeys(specs.values()))}…",
                     spinner="dots") as status:
         models = load_models(specs, **parse_model_args(model_arg or []))
-        if scheme is None and models[POLICY].reasoning_parser is not None:
-            chosen = pick(effort_level(effort, table_for(models[POLICY])))  # a thinking budget
+        if scheme is None:  # a native thinker's thinking budget; no tools without raw text
+            chosen = pick(effort_level(effort, table_for(models[POLICY])))
 
         def progress(_request: int, _sample: int, delta: str) -> None:
             nonlocal generated

@@ -158,3 +158,15 @@ def test_a_bad_server_role_is_a_one_line_error(items: list[str], message: str) -
 
     with pytest.raises(ConfigError, match=message):
         parse_roles(items, ["small", "big"])
+
+
+def test_a_model_that_cannot_continue_raw_text_keeps_its_effort_to_chat_requests() -> None:
+    """The default effort's calc rounds continue raw prefixes; an HTTP model whose template
+    ponder does not have gets the table without tools."""
+    from ponder.schemes.effort import EFFORTS, table_for
+
+    local = ScriptedModel(["x"])
+    assert table_for(local)["low"].settings.get("tools") == "calc"
+    local.raw_prefix = False
+    low = table_for(local)["low"]
+    assert low.scheme == EFFORTS["low"].scheme and "tools" not in low.settings

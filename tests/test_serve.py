@@ -75,7 +75,11 @@ def test_earlier_reasoning_never_reaches_the_model() -> None:
          "reasoning": "SECRET-B"},
         {"role": "user", "content": [{"type": "text", "text": "And 6 * 7?"}]},
     ]
-    assert client(model).post(URL, json={"model": "fake", "messages": messages}).status_code == 200
+    default = ScriptedModel([CHAIN])  # the default effort writes its chain from a raw prompt
+    assert client(default).post(URL, json={"model": "fake", "messages": messages}).is_success
+    assert all("SECRET" not in (r.prefix or "") for call in default.calls for r in call)
+    assert client(model).post(URL, json={"model": "fake", "messages": messages,
+                                          "ponder": {"scheme": "cot"}}).status_code == 200
     [[request]] = model.calls
     sent = request.messages or ()
     assert "SECRET" not in json.dumps(sent) and "SECRET" not in model.render_chat(sent)

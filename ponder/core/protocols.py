@@ -31,6 +31,10 @@ class LanguageModel(Protocol):
     # read it off the chat template, or take `reasoning_parser=` from the user; a chat
     # completion of a thinking model has `Completion.reasoning` set.
     reasoning_parser: ReasoningParser | None
+    # Whether a raw `prefix` request (the chat template's text plus a partial answer, as tree
+    # search, budget forcing and tools send) continues what this model would write: local
+    # backends always; an HTTP model only where it knows the server's template.
+    raw_prefix: bool
 
     def generate(
         self,

@@ -19,6 +19,7 @@ class Wrapper:
         self.model = model
         self.name = model.name
         self.reasoning_parser = model.reasoning_parser
+        self.raw_prefix = model.raw_prefix
         self._owns = owns
 
     def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,

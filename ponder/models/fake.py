@@ -57,6 +57,7 @@ class ScriptedModel:
         self.name = name
         # a scripted native thinker: its chat output is split as a real backend splits it
         self.reasoning_parser = reasoning_parser
+        self.raw_prefix = True
         self._logprob = logprob
         self._delay = delay_per_token
         self.calls: list[list[GenerationRequest]] = []  # for tests to inspect

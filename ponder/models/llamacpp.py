@@ -148,6 +148,7 @@ class LlamaCppModel:
         # a native thinker's chat output is split into thinking and reply: "auto" reads the
         # parser off the GGUF's template (core/reasoning.py), "none" keeps the text whole
         self.reasoning_parser = parser_setting(reasoning_parser, self._template_text)
+        self.raw_prefix = True
         self._seeds = np.random.default_rng(seed)
         self._seed_lock = threading.Lock()
         # Nothing the loop's thread holds may refer to `self`, or the model could never be freed.

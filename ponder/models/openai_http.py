@@ -119,6 +119,9 @@ class OpenAIModel:
         self._tokenize_probed = False
         self._probe_lock = threading.Lock()  # worker threads count tokens concurrently
         self._render = chat_renderer(chat_template, tokenizer)
+        # a raw prefix is rendered with the server's template only where ponder has it;
+        # else ChatML is a guess, and the default effort keeps to chat requests
+        self.raw_prefix = chat_template is not None or tokenizer is not None
         self.reasoning_parser = get_parser(reasoning_parser) if reasoning_parser else None
         self.model = model or self._served_models(first_only=True)[0]
         self.name = name or self.model

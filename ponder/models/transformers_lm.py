@@ -109,6 +109,7 @@ class TransformersModel:
         self.n_ctx = getattr(config, "max_position_embeddings", None) or 1 << 20
         # a native thinker's chat output is split into thinking and reply ("auto": read off the
         # tokenizer's chat template; "none": kept whole)
+        self.raw_prefix = True
         template = getattr(tokenizer, "chat_template", None)
         self.reasoning_parser = parser_setting(reasoning_parser,
                                                template if isinstance(template, str) else None)
