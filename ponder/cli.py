@@ -12,7 +12,7 @@ from rich.console import Console
 
 from ponder.core.errors import ConfigError, DataError, PonderError
 from ponder.core.files import check_writable, write_text_atomic
-from ponder.eval.commands import eval_command, report_command
+from ponder.eval.commands import eval_command, fit_cascade_command, report_command
 from ponder.serve.commands import serve_command
 from ponder.trace_view import trace_command
 from ponder.train.commands import (
@@ -229,6 +229,7 @@ def models() -> None:
 
 app.command("eval")(eval_command)
 app.command("report")(report_command)
+app.command("fit-cascade")(fit_cascade_command)
 app.command("serve")(serve_command)
 app.command("trace")(trace_command)
 app.command("view")(view_command)

@@ -170,3 +170,31 @@ def test_a_model_that_cannot_continue_raw_text_keeps_its_effort_to_chat_requests
     local.raw_prefix = False
     low = table_for(local)["low"]
     assert low.scheme == EFFORTS["low"].scheme and "tools" not in low.settings
+
+
+# -- fitting the threshold from stored rows ----------------------------------------------------
+
+def test_the_threshold_is_fitted_from_stored_rows_without_generating() -> None:
+    """Four questions: the cheap vote is 4-0 (right), 3-1 (right), 2-2 (wrong), 1-1-1-1
+    (wrong); the strong rung gets all right at 100 tokens. accept=0.75 keeps the first two
+    and escalates two: 4/4 right at 50 + 2 x 100 / 4 tokens."""
+    import json as json_
+
+    from test_eval import row
+
+    from ponder.eval.cascade_fit import choose, fit
+
+    votes = [{"7": 4}, {"7": 3, "8": 1}, {"7": 2, "8": 2}, {"1": 1, "2": 1, "3": 1, "4": 1}]
+    cheap = []
+    for q, (v, ok) in enumerate(zip(votes, (1, 1, 0, 0), strict=True)):
+        r = row(q, "self-consistency@4", 0, ok, 50)
+        r.trace = json_.dumps({"meta": {"votes": v}})
+        cheap.append(r)
+    strong = [row(q, "cot", 0, 1, 100) for q in range(4)]
+    points = {p.threshold: p for p in fit(cheap, strong, 4)}
+    assert points[0.75].accuracy == 1.0 and points[0.75].escalated == 0.5
+    assert points[0.75].tokens == 50 + 2 * 100 / 4
+    assert points[0.25].accuracy == 0.5 and points[1.0].escalated == 0.75
+    assert choose(list(points.values()), strong_accuracy=1.0).threshold == 0.75
+    with pytest.raises(Exception, match="share no question"):
+        fit(cheap, [row(9, "cot", 0, 1, 100)], 4)

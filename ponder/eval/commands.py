@@ -213,3 +213,44 @@ def print_table(summaries: Sequence[SchemeSummary], ci: str) -> None:
         for cells in roles:
             by_role.add_row(*cells)
         out.print(by_role)
+
+
+def fit_cascade_command(
+    cheap: Annotated[Path, typer.Argument(help="Results DB of the cheap rung (the small model).",
+                                          readable=False)],
+    strong: Annotated[Path, typer.Argument(help="Results DB of the strong rung (the big model; "
+                                           "may be the same file).", readable=False)],
+    cheap_scheme: Annotated[str, typer.Option(help="The cheap rung's voting scheme in CHEAP, "
+                                              "e.g. self-consistency@4.")] = "self-consistency@4",
+    strong_scheme: Annotated[str, typer.Option(help="The strong rung's scheme in STRONG.")
+                             ] = "cot",
+    tolerance: Annotated[float, typer.Option(help="Accuracy (0-1) the cascade may lose "
+                                             "against the strong rung alone.")] = 0.01,
+) -> None:
+    """Fit a cascade's threshold from stored rows, generating nothing (fit on a train split)."""
+    from ponder.eval.cascade_fit import choose, fit
+    from ponder.eval.store import Store
+    from ponder.schemes import parse_spec
+
+    n = parse_spec(cheap_scheme)[1]
+    if n is None or n < 2:
+        raise ConfigError("--cheap-scheme", cheap_scheme, "name a voting scheme with its N, "
+                          "e.g. self-consistency@4")
+    with Store.read(cheap) as store:
+        low = [r for r in store.rows(traces=True) if r.scheme == cheap_scheme]
+    with Store.read(strong) as store:
+        high = [r for r in store.rows(traces=False) if r.scheme == strong_scheme]
+    for rows, name, path in ((low, cheap_scheme, cheap), (high, strong_scheme, strong)):
+        if not rows:
+            raise DataError(f"{path} holds no {name} rows; run it with ponder eval first")
+    points = fit(low, high, n)
+    strong_alone = sum(r.correct for r in high) / len(high)
+    best = choose(points, strong_alone, tolerance)
+    table = Table("accept", "accuracy", "tokens/q", "escalated", box=None, pad_edge=False)
+    for p in points:
+        table.add_row(f"{p.threshold:.2f}", f"{p.accuracy:.1%}", f"{p.tokens:.0f}",
+                      f"{p.escalated:.0%}")
+    out.print(table)
+    out.print(f"{strong_scheme} alone: {strong_alone:.1%}. Chosen: "
+              f"cascade@{n}:accept={best.threshold:.2f}:then={strong_scheme} "
+              f"({best.accuracy:.1%} at {best.tokens:.0f} tokens a question)", markup=False)
