@@ -62,6 +62,11 @@ class SchemeConfig:
             raise ConfigError("token_budget", self.token_budget, "use a positive token count")
         self.sampling(1)  # validates temperature, top_p, top_k, max_tokens with their own errors
 
+    def seed_for(self, call: int) -> int | None:
+        """The sampling seed of a run's `call`-th model call (or batched round): each call
+        draws from its own seed, all derived from `seed`; None: fresh draws."""
+        return None if self.seed is None else self.seed + 7919 * call
+
     def sampling(self, n: int, **changes: object) -> SamplingParams:
         params = SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p,
                                 top_k=self.top_k, max_tokens=self.max_tokens, seed=self.seed)
@@ -232,9 +237,8 @@ class Run:
         return out
 
     def _params(self, n: int, changes: dict[str, object]) -> SamplingParams:
-        seed = self.config.seed
-        if seed is not None:
-            changes.setdefault("seed", seed + 7919 * self.calls)
+        if self.config.seed is not None:
+            changes.setdefault("seed", self.config.seed_for(self.calls))
         self.calls += 1
         return self.config.sampling(n, **changes)
 

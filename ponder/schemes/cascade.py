@@ -38,7 +38,7 @@ from ponder.core.problem import Problem
 from ponder.core.types import Node, Result, Trace
 from ponder.schemes.base import ChainConfig, Run
 from ponder.schemes.chains import chains
-from ponder.schemes.direct import INSTRUCTION
+from ponder.schemes.direct import asked
 from ponder.schemes.vote import record, tally
 
 CHEAP = ("chains", "direct")
@@ -97,10 +97,8 @@ def answer_cheaply(problem: Problem, r: Run, config: Config) -> list[Node]:
         return []
     if config.cheap == "chains":
         return [r.add_chain(c, problem, rung=1) for c in chains(problem, r, config, n)]
-    messages = [{"role": "system", "content": INSTRUCTION},
-                *(m for m in problem.messages if m["role"] != "system")]
-    return [r.add_chain(c, problem, rung=1)
-            for c in r.sample(messages, n, max_tokens=config.max_tokens, reasoning=False)]
+    return [r.add_chain(c, problem, rung=1) for c in
+            r.sample(asked(problem), n, max_tokens=config.max_tokens, reasoning=False)]
 
 
 def graft(into: Trace, trace: Trace, *, role: str | None) -> Node | None:

@@ -100,7 +100,7 @@ def think(chains: Sequence[Thinking], prompt: str, r: Run, config: ChainConfig,
             if room <= 0:
                 force_end(t, config, budget=True)
                 continue
-            seed = None if config.seed is None else config.seed + 7919 * rounds
+            seed = config.seed_for(rounds)
             params = config.sampling(1, stop=(END,), max_tokens=room, seed=seed,
                                      first_sample=first_sample + i, logprobs=logprobs)
             asked.append((t, GenerationRequest(params=params, prefix=prompt + t.chain.text)))

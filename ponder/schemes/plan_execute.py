@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ponder.core.problem import Problem
 from ponder.core.types import Result, user
 from ponder.schemes.base import Run, SchemeConfig
-from ponder.schemes.refine import EXECUTE, PLAN, task_text
+from ponder.schemes.refine import PLAN, task_text, with_plan
 from ponder.schemes.usc import most_consistent
 from ponder.schemes.vote import record, tally
 
@@ -56,11 +56,7 @@ def run(problem: Problem, r: Run, config: Config) -> Result:
     n = r.affordable(config.n)
     if n == 0 or r.cancelled:
         return r.finish(None, None)
-    messages = list(problem.messages)
-    if plan is not None:
-        *head, last = messages
-        messages = [*head, {**last, "content": f"{last['content']}\n\n{EXECUTE}\n"
-                                              f"{plan.text.strip()}"}]
+    messages = problem.messages if plan is None else with_plan(problem.messages, plan.text)
     nodes = [r.add_chain(c, problem, role=EXECUTOR, parent=plan, kind="execution")
              for c in r.sample(messages, n, role=EXECUTOR)]
     ranked = tally(nodes, problem)

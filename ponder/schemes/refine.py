@@ -129,16 +129,18 @@ def execute(r: Run, problem: Problem, plan: Node | None, config: Config) -> Resu
     max_tokens = min(config.max_tokens, r.budget_left)
     if max_tokens <= 0 or r.cancelled:
         return r.finish(None, None)
-    messages = list(problem.messages)
-    if plan is not None:
-        *head, last = messages
-        messages = [*head, {**last, "content": f"{last['content']}\n\n{EXECUTE}\n"
-                                              f"{plan.text.strip()}"}]
+    messages = problem.messages if plan is None else with_plan(problem.messages, plan.text)
     [c] = r.sample(messages, 1, max_tokens=max_tokens)
     node = r.add_chain(c, problem, parent=plan, kind="execution")
     result = r.finish(node, node.answer)
     result.reasoning = labelled([r.trace.nodes[i] for i in r.trace.chosen])
     return result
+
+
+def with_plan(messages: Sequence[Message], plan: str) -> list[Message]:
+    """The task's own prompt with the plan to follow appended to the question."""
+    *head, last = messages
+    return [*head, {**last, "content": f"{last['content']}\n\n{EXECUTE}\n{plan.strip()}"}]
 
 
 def labelled(path: Sequence[Node]) -> str:

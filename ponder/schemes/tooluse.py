@@ -102,7 +102,7 @@ def sample(problem: Problem, r: Run, config: ChainConfig, n: int, first_sample: 
             if room <= 0:  # its tokens are spent: the chain ends as it stands
                 w.done = True
                 continue
-            seed = None if config.seed is None else config.seed + 7919 * rounds
+            seed = config.seed_for(rounds)
             stop = stops(w, config)
             if w.checking is not None:  # a short round: the right side of the `=`
                 room, stop = min(room, CHECK_TOKENS), (*stop, "\n")
