@@ -77,6 +77,10 @@ def test_route_answers_directly_when_two_direct_answers_agree() -> None:
     [call] = easy.calls
     assert call[0].params.n == 2 and call[0].params.max_tokens == 64
     assert "Give only the final answer" in str(call[0].messages)
+    # --max-tokens bounds the chains of the next rung, not the direct answers
+    easy = ScriptedModel(["\\boxed{42}"])
+    get_scheme("route", max_tokens=512)(PROBLEM, model=easy)
+    assert easy.calls[0][0].params.max_tokens == 64
 
     hard = ScriptedModel(lambda p, i: f"\\boxed{{{i}}}" if "Give only" in p
                          else "Let me think.\n\nSo \\boxed{9}")
@@ -175,26 +179,47 @@ def test_a_model_that_cannot_continue_raw_text_keeps_its_effort_to_chat_requests
 # -- fitting the threshold from stored rows ----------------------------------------------------
 
 def test_the_threshold_is_fitted_from_stored_rows_without_generating() -> None:
-    """Four questions: the cheap vote is 4-0 (right), 3-1 (right), 2-2 (wrong), 1-1-1-1
-    (wrong); the strong rung gets all right at 100 tokens. accept=0.75 keeps the first two
-    and escalates two: 4/4 right at 50 + 2 x 100 / 4 tokens."""
+    """Four questions, gold 7, pools of 4 chains of 10 tokens (2 s of model time a pool): the
+    votes are 4-0, 3-1, 2-2 (8 sampled first: the tie goes to it, wrong) and 1-1-1-1 (wrong);
+    the strong rung gets all right at 100 tokens and 3 s. accept=0.75 keeps the first two and
+    escalates two: 4/4 right at 40 + 2 x 100 / 4 tokens. The first 2 chains of the same pools
+    fit cascade@2."""
     import json as json_
 
     from test_eval import row
 
+    from ponder.core.types import Trace
     from ponder.eval.cascade_fit import choose, fit
 
-    votes = [{"7": 4}, {"7": 3, "8": 1}, {"7": 2, "8": 2}, {"1": 1, "2": 1, "3": 1, "4": 1}]
+    def pool(answers: str) -> str:
+        trace = Trace(scheme="self-consistency")
+        for a in answers:
+            trace.add(f"so {a}", tokens=10, answer=a)
+        return json_.dumps(trace.to_dict())
+
     cheap = []
-    for q, (v, ok) in enumerate(zip(votes, (1, 1, 0, 0), strict=True)):
-        r = row(q, "self-consistency@4", 0, ok, 50)
-        r.trace = json_.dumps({"meta": {"votes": v}})
+    for q, answers in enumerate(("7777", "7877", "8787", "1234")):
+        r = row(q, "self-consistency@4", 0, 0, 40)
+        r.gold, r.trace, r.model_seconds = "7", pool(answers), 2.0
         cheap.append(r)
     strong = [row(q, "cot", 0, 1, 100) for q in range(4)]
-    points = {p.threshold: p for p in fit(cheap, strong, 4)}
-    assert points[0.75].accuracy == 1.0 and points[0.75].escalated == 0.5
-    assert points[0.75].tokens == 50 + 2 * 100 / 4
-    assert points[0.25].accuracy == 0.5 and points[1.0].escalated == 0.75
-    assert choose(list(points.values()), strong_accuracy=1.0).threshold == 0.75
+    for r in strong:
+        r.model_seconds = 3.0
+
+    def check(answer: str, gold: str) -> bool:
+        return answer == gold
+
+    points, alone = fit(cheap, strong, 4, str.strip, check)
+    by = {p.threshold: p for p in points}
+    assert alone == 1.0
+    assert by[0.75].accuracy == 1.0 and by[0.75].escalated == 0.5
+    assert by[0.75].tokens == 40 + 2 * 100 / 4 and by[0.75].seconds == 2.0 + 2 * 3.0 / 4
+    assert by[0.25].accuracy == 0.5 and by[1.0].escalated == 0.75
+    assert choose(points, strong_accuracy=1.0).threshold == 0.75
+    two = {p.threshold: p for p in fit(cheap, strong, 2, str.strip, check)[0]}
+    assert two[1.0].escalated == 0.75 and two[1.0].tokens == 20 + 3 * 100 / 4  # only 77 agrees
+    assert two[1.0].seconds == 1.0 + 3 * 3.0 / 4  # half the chains: half the pool's seconds
     with pytest.raises(Exception, match="share no question"):
-        fit(cheap, [row(9, "cot", 0, 1, 100)], 4)
+        fit(cheap, [row(9, "cot", 0, 1, 100)], 4, str.strip, check)
+    with pytest.raises(Exception, match="fewer than 8"):
+        fit(cheap, strong, 8, str.strip, check)

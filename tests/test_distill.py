@@ -296,6 +296,42 @@ def test_command_collects_resumes_and_trains(tokenizer_dir: Path, tmp_path: Path
     assert isinstance(result.exception, ConfigError) and "training JSONL" in str(result.exception)
 
 
+def test_command_takes_the_teachers_chains_from_an_eval_store(tmp_path: Path) -> None:
+    """`--from RESULTS.db`: the chains `ponder eval` stored are filtered as if sampled now, and
+    nothing is generated (the loop: one store feeds the verifier and the student)."""
+    from ponder.cli import app
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {q}?", "answer": f"#### {a}"})
+                            + "\n" for q, a in [("6 * 7", 42), ("40 + 2", 42), ("3 + 4", 7)]))
+    db = tmp_path / "teacher.db"
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", "gsm8k", "--data", str(data), "--model", "fake",
+                                 "--schemes", "self-consistency@2", "--out", str(db),
+                                 "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "run"
+    args = ["distill", "gsm8k", "--data", str(data), "--from", str(db), "--out", str(out),
+            "--scheme", "self-consistency@2", "--dataset-only", "--format", "think"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = read_dataset(out / "dataset.jsonl")
+    assert [r["id"] for r in rows] == ["gsm8k-0", "gsm8k-1"] and rows[0]["teacher"] == "fake"
+    assert rows[0]["messages"][-1]["content"].startswith("<think>")
+    assert "2 questions (1 of the 3 asked are not in it)" in result.output
+    assert not (out / "collect.jsonl").exists()  # nothing asked, nothing to resume
+
+    result = runner.invoke(app, [*args[:-5], "--scheme", "cot", "--dataset-only"])
+    assert isinstance(result.exception, DataError) and "holds no cot rows" in str(result.exception)
+    math = tmp_path / "math.jsonl"
+    math.write_text(json.dumps({"problem": "What is 6 * 7?", "answer": "42",
+                                "unique_id": "m/0"}) + "\n")
+    result = runner.invoke(app, ["distill", "math500", "--data", str(math), "--from", str(db),
+                                 "--out", str(out), "--scheme", "self-consistency@2",
+                                 "--dataset-only"])
+    assert isinstance(result.exception, ConfigError) and "not 'math500'" in str(result.exception)
+
+
 # --- forced text: carried into the dataset, left out of the loss ---------------------------------
 
 def test_forced_spans_reach_the_dataset_and_the_labels(tokenizer_dir: Path, tmp_path: Path) -> None:

@@ -226,31 +226,41 @@ def fit_cascade_command(
                              ] = "cot",
     tolerance: Annotated[float, typer.Option(help="Accuracy (0-1) the cascade may lose "
                                              "against the strong rung alone.")] = 0.01,
+    n: Annotated[int | None, typer.Option(help="The cascade's cheap answers: the first N "
+                                          "chains of each stored pool (default: all).")
+                 ] = None,
 ) -> None:
     """Fit a cascade's threshold from stored rows, generating nothing (fit on a train split)."""
     from ponder.eval.cascade_fit import choose, fit
+    from ponder.eval.runner import task_of
     from ponder.eval.store import Store
     from ponder.schemes import parse_spec
 
-    n = parse_spec(cheap_scheme)[1]
-    if n is None or n < 2:
+    pool = parse_spec(cheap_scheme)[1]
+    if pool is None or pool < 2:
         raise ConfigError("--cheap-scheme", cheap_scheme, "name a voting scheme with its N, "
                           "e.g. self-consistency@4")
+    if n is not None and not 2 <= n <= pool:
+        raise ConfigError("--n", n, f"use 2 to {pool}: the chains each stored pool holds")
     with Store.read(cheap) as store:
         low = [r for r in store.rows(traces=True) if r.scheme == cheap_scheme]
+        task = task_of(store.meta())
     with Store.read(strong) as store:
         high = [r for r in store.rows(traces=False) if r.scheme == strong_scheme]
     for rows, name, path in ((low, cheap_scheme, cheap), (high, strong_scheme, strong)):
         if not rows:
             raise DataError(f"{path} holds no {name} rows; run it with ponder eval first")
-    points = fit(low, high, n)
-    strong_alone = sum(r.correct for r in high) / len(high)
+    n = n or pool
+    points, strong_alone = fit(low, high, n, task.key, task.check)
     best = choose(points, strong_alone, tolerance)
-    table = Table("accept", "accuracy", "tokens/q", "escalated", box=None, pad_edge=False)
+    timed = all(p.seconds is not None for p in points)
+    table = Table("accept", "accuracy", "tokens/q", *(["model s/q"] if timed else []),
+                  "escalated", box=None, pad_edge=False)
     for p in points:
         table.add_row(f"{p.threshold:.2f}", f"{p.accuracy:.1%}", f"{p.tokens:.0f}",
+                      *([f"{p.seconds:.2f}"] if p.seconds is not None else []),
                       f"{p.escalated:.0%}")
     out.print(table)
-    out.print(f"{strong_scheme} alone: {strong_alone:.1%}. Chosen: "
+    out.print(f"{strong_scheme} alone on these questions: {strong_alone:.1%}. Chosen: "
               f"cascade@{n}:accept={best.threshold:.2f}:then={strong_scheme} "
               f"({best.accuracy:.1%} at {best.tokens:.0f} tokens a question)", markup=False)

@@ -51,11 +51,14 @@ class Config(ChainConfig):
     cheap: str = "chains"  # chains: reasoning chains; direct: answers with no chain of thought
     accept: float = 0.75  # share of the cheap answers that must agree for the answer to stand
     then: str = "cot"  # the scheme the next rung runs, on the fallback model (else the policy)
+    direct_tokens: int = 64  # a direct answer's tokens (cheap=direct); max_tokens bounds chains
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.cheap not in CHEAP:
             raise ConfigError("cheap", self.cheap, f"use one of {', '.join(CHEAP)}")
+        if self.direct_tokens < 1:
+            raise ConfigError("direct_tokens", self.direct_tokens, "use at least 1 token")
         if not 0 < self.accept <= 1:
             raise ConfigError("accept", self.accept, "use a share in (0, 1]: 0.75 = 3 of 4")
         if not self.then or self.then.partition("@")[0] in ("cascade", "route"):
@@ -69,7 +72,6 @@ class RouteConfig(Config):
     cheap: str = "direct"  # answers with no chain of thought
     accept: float = 1.0  # both must agree
     temperature: float = 0.7  # sampled, so that two answers can disagree
-    max_tokens: int = 64  # a direct answer
 
 
 def run(problem: Problem, r: Run, config: Config) -> Result:
@@ -92,13 +94,14 @@ def run(problem: Problem, r: Run, config: Config) -> Result:
 
 def answer_cheaply(problem: Problem, r: Run, config: Config) -> list[Node]:
     """The cheap rung's answers, one root node each."""
-    n = r.affordable(config.n, config.chain_tokens)
+    each = config.chain_tokens if config.cheap == "chains" else config.direct_tokens
+    n = r.affordable(config.n, each)
     if n == 0:
         return []
     if config.cheap == "chains":
         return [r.add_chain(c, problem, rung=1) for c in chains(problem, r, config, n)]
     return [r.add_chain(c, problem, rung=1) for c in
-            r.sample(asked(problem), n, max_tokens=config.max_tokens, reasoning=False)]
+            r.sample(asked(problem), n, max_tokens=config.direct_tokens, reasoning=False)]
 
 
 def graft(into: Trace, trace: Trace, *, role: str | None) -> Node | None:

@@ -15,11 +15,15 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ponder.core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from ponder.tasks import Record, Task
+    from ponder.train.distill import CollectStats
 
 
 def say(line: str) -> None:
@@ -74,12 +78,15 @@ def distill_command(
     export: Annotated[str | None, typer.Option(
         "--export", metavar="gguf[:QUANT]", help="Also write OUT/student.gguf (QUANT: f16 "
         "default, f32, bf16, q8_0, q4_k_m) for the llama.cpp backend.")] = None,
+    from_store: Annotated[Path | None, typer.Option(
+        "--from", metavar="RESULTS.db", help="Take the teacher's chains from a ponder eval "
+        "results file (its --scheme rows) instead of generating them.")] = None,
 ) -> None:
     """Distil a teacher's verified reasoning into a student: collect, filter, fine-tune."""
     from ponder.cli_args import parse_model_args
     from ponder.core.errors import UnknownName
     from ponder.tasks import get_task, load_questions
-    from ponder.train.distill import FORMATS, CollectStats, Journal, collect_one, make_scheme
+    from ponder.train.distill import FORMATS, CollectStats, make_scheme
     from ponder.train.export import parse_export
     from ponder.train.sft import check_sft_args, sft, write_dataset
 
@@ -91,8 +98,7 @@ def distill_command(
                           "one of them")
     chosen = get_task(task)
     records = load_questions(chosen, split=split, data=data, limit=limit)
-    teacher_args = parse_model_args(teacher_arg or [], "teacher-arg")
-    spec = make_scheme(scheme, keep=keep, prefer=prefer, seed=seed, max_tokens=max_tokens)
+    make_scheme(scheme, keep=keep, prefer=prefer, seed=seed, max_tokens=max_tokens)  # checked
     student_dir = out / "student"
     if not dataset_only:
         check_sft_args(lora_r=lora_r, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -100,36 +106,23 @@ def distill_command(
         if student_dir.exists() and not overwrite:
             raise ConfigError("out", str(out), f"{student_dir} exists; pass --overwrite to "
                               "train it again, or use another --out")
-    header = {"task": chosen.name, "data": str(data.resolve()) if data else None,
-              "split": None if data else split, "teacher": teacher, "teacher_args": teacher_args,
-              "scheme": scheme, "keep": keep, "prefer": prefer, "max_tokens": max_tokens,
-              "seed": seed}
-    journal = Journal(out / "collect.jsonl", header)
-    todo = [r for r in records if r.id not in journal.done]
     dataset = out / "dataset.jsonl"
     parallel = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if parallel and (todo or not dataset.exists()):
+    if parallel and not dataset.exists():
         raise ConfigError("out", str(out), "collect in one process first (the same command "
                           "with --dataset-only), then train under accelerate launch")
-    if todo:
-        from ponder.models.catalog import load_model
-
-        say(f"teacher {teacher} on {len(todo)} questions ({len(records) - len(todo)} already "
-            f"in {journal.path})")
-        model = load_model(teacher, **teacher_args)
-        try:
-            for position, record in enumerate(todo, len(records) - len(todo) + 1):
-                kept, stats = collect_one(chosen, record, model, spec, keep=keep, prefer=prefer,
-                                          spec=scheme)
-                journal.add(record.id, kept, stats)
-                say(f"[{position}/{len(records)}] {record.id}: {stats.verified}/"
-                    f"{stats.chains} chains verified, {stats.kept} kept")
-        finally:
-            model.close()
-    examples = [FORMATS[fmt](e) for r in records for e in journal.done[r.id][0]]
+    if from_store is not None:
+        done = _stored_chains(from_store, chosen, records, scheme, keep=keep, prefer=prefer)
+    else:
+        done = _collect(out, chosen, records, data=data, split=split, teacher=teacher,
+                        teacher_args=parse_model_args(teacher_arg or [], "teacher-arg"),
+                        scheme=scheme, keep=keep, prefer=prefer, max_tokens=max_tokens,
+                        seed=seed, parallel=parallel)
+    examples = [FORMATS[fmt](e) for r in records if r.id in done for e in done[r.id][0]]
     total = CollectStats()
     for record in records:
-        total += journal.done[record.id][1]
+        if record.id in done:
+            total += done[record.id][1]
     if not parallel:
         write_dataset(examples, dataset)
     say(f"collected: {total.line()} → {dataset}")
@@ -147,6 +140,79 @@ def distill_command(
         f"dropped as too long){last}, {outcome.seconds:.0f} s → {student_dir}")
     if quant is not None:
         _export(student_dir, quant)
+
+
+Collected = dict[str, "tuple[list[dict[str, Any]], CollectStats]"]
+
+
+def _collect(out: Path, task: Task, records: list[Record], *, data: Path | None, split: str,
+             teacher: str, teacher_args: dict[str, Any], scheme: str, keep: int, prefer: str,
+             max_tokens: int | None, seed: int, parallel: bool) -> Collected:
+    """The teacher asked now, each finished question kept in the journal OUT/collect.jsonl."""
+    from ponder.train.distill import Journal, collect_one, make_scheme
+
+    header = {"task": task.name, "data": str(data.resolve()) if data else None,
+              "split": None if data else split, "teacher": teacher, "teacher_args": teacher_args,
+              "scheme": scheme, "keep": keep, "prefer": prefer, "max_tokens": max_tokens,
+              "seed": seed}
+    journal = Journal(out / "collect.jsonl", header)
+    todo = [r for r in records if r.id not in journal.done]
+    if parallel and todo:
+        raise ConfigError("out", str(out), "collect in one process first (the same command "
+                          "with --dataset-only), then train under accelerate launch")
+    if todo:
+        from ponder.models.catalog import load_model
+
+        spec = make_scheme(scheme, keep=keep, prefer=prefer, seed=seed, max_tokens=max_tokens)
+        say(f"teacher {teacher} on {len(todo)} questions ({len(records) - len(todo)} already "
+            f"in {journal.path})")
+        model = load_model(teacher, **teacher_args)
+        try:
+            for position, record in enumerate(todo, len(records) - len(todo) + 1):
+                kept, stats = collect_one(task, record, model, spec, keep=keep, prefer=prefer,
+                                          spec=scheme)
+                journal.add(record.id, kept, stats)
+                say(f"[{position}/{len(records)}] {record.id}: {stats.verified}/"
+                    f"{stats.chains} chains verified, {stats.kept} kept")
+        finally:
+            model.close()
+    return journal.done
+
+
+def _stored_chains(path: Path, task: Task, records: list[Record], scheme: str, *, keep: int,
+                   prefer: str) -> Collected:
+    """The teacher's chains as `ponder eval` stored them: each question's `scheme` row (its
+    first seed), filtered as if generated now. Questions the file lacks are left out, said."""
+    import json
+
+    from ponder.core.types import Trace
+    from ponder.eval.store import Store
+    from ponder.train.distill import examples_of
+
+    with Store.read(path) as store:
+        meta = store.meta()
+        rows = {}
+        for row in sorted(store.rows(traces=True), key=lambda r: r.seed, reverse=True):
+            if row.scheme == scheme:
+                rows[row.question_id] = row
+    stored_task = str(meta.get("task"))
+    if stored_task != task.name and Path(stored_task).name != Path(str(task.path)).name:
+        raise ConfigError("from", str(path), f"it holds {stored_task!r} results, not "
+                          f"{task.name!r}; give the task it was evaluated on")
+    if not rows:
+        raise DataError(f"{path} holds no {scheme} rows; name the teacher's scheme in it "
+                        "with --scheme")
+    teacher = str(meta.get("model"))
+    done: Collected = {}
+    for record in records:
+        if (stored := rows.get(record.id)) is not None:
+            trace = Trace.from_dict(json.loads(stored.trace))
+            done[record.id] = examples_of(task, record, trace, keep=keep, prefer=prefer,
+                                          teacher=teacher, spec=scheme)
+    missing = len(records) - len(done)
+    say(f"teacher {teacher}'s {scheme} chains from {path}: {len(done)} questions"
+        + (f" ({missing} of the {len(records)} asked are not in it)" if missing else ""))
+    return done
 
 
 def _export(model_dir: Path, quant: str) -> None:

@@ -156,18 +156,31 @@ def collect_one(task: Task, record: Record, teacher: LanguageModel, scheme: Sche
                 keep: int, prefer: str = "shortest", spec: str | None = None
                 ) -> tuple[list[dict[str, Any]], CollectStats]:
     """One question: the teacher's scheme run, filtered, as chat examples."""
+    problem = task.problem(_checked(task, record))
+    result: Result = scheme(problem, model=teacher)
+    return examples_of(task, record, result.trace, keep=keep, prefer=prefer,
+                       teacher=teacher.name, spec=spec or scheme.name)
+
+
+def examples_of(task: Task, record: Record, trace: Trace, *, keep: int, prefer: str,
+                teacher: str, spec: str) -> tuple[list[dict[str, Any]], CollectStats]:
+    """The verified chains of one teacher trace (run now, or stored by `ponder eval`), as chat
+    examples on the task's prompt."""
+    gold = _checked(task, record).gold or ""
+    kept, stats = select(chains(trace), gold, task, keep=keep, prefer=prefer)
+    prompt = [dict(m) for m in task.problem(record).messages]
+    examples = [{"messages": [*prompt, {"role": "assistant", "content": c.text}],
+                 "id": record.id, "answer": c.answer, "gold": gold,
+                 "teacher": teacher, "scheme": spec,
+                 "forced": [list(span) for span in c.forced]} for c in kept]
+    return examples, stats
+
+
+def _checked(task: Task, record: Record) -> Record:
     if record.gold is None:
         raise DataError(f"question {record.id!r} of {task.name!r} has no gold answer; "
                         "distillation needs gold answers to check the teacher against")
-    problem = task.problem(record)
-    result: Result = scheme(problem, model=teacher)
-    kept, stats = select(chains(result.trace), record.gold, task, keep=keep, prefer=prefer)
-    prompt = [dict(m) for m in problem.messages]
-    examples = [{"messages": [*prompt, {"role": "assistant", "content": c.text}],
-                 "id": record.id, "answer": c.answer, "gold": record.gold,
-                 "teacher": teacher.name, "scheme": spec or scheme.name,
-                 "forced": [list(span) for span in c.forced]} for c in kept]
-    return examples, stats
+    return record
 
 
 def collect(task: Task, records: Iterable[Record], teacher: LanguageModel, scheme_spec: str, *,
