@@ -7,11 +7,15 @@
 #           `ponder fit-cascade` fits thresholds with, against the 0.5B's stored
 #           self-consistency@8 pools of docs/results/gsm8k_train50.db (PHASE=train)
 #   big     the 1.5B alone: cot (and self-consistency@4 with BIG_SC=1) (PHASE=big)
-#   roles   the 0.5B as policy with the 1.5B as fallback and planner: cascade (cheap rungs
-#           fitted on train, see docs/results/models_gsm8k.md), route, plan-execute (PHASE=roles)
+#   roles   the 0.5B as policy with the 1.5B as fallback and planner, live: route (two direct
+#           answers of the 0.5B, else the 1.5B's cot) and plan-execute (the 1.5B plans, the
+#           0.5B executes); ROLE_SCHEMES adds others, e.g. cascade@4:cheap=direct (PHASE=roles)
 #
 # The 0.5B's cot and self-consistency@8 are the stored rows of docs/results/search_gsm8k100.db
-# (same prompt, same 512 tokens). Every phase resumes from its kept copy in docs/results/.
+# (same prompt, same 512 tokens). The cascades over reasoning chains are replayed from those
+# stored pools of 8 and the 1.5B's cot rows (`ponder fit-cascade --n K`: the first K chains of
+# each pool, the threshold fitted on the train phase), which is what the live cascade computes
+# on greedy rows. Every phase resumes from its kept copy in docs/results/.
 # A smoke run: LIMIT=2 OUT_DIR=/tmp/smoke PHASE=roles benchmarks/models_gsm8k.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +26,8 @@ mkdir -p "$dir"
 common=(--model-arg n_ctx=2048 --concurrency 4 --max-tokens 512)
 train=(gsm8k --split train --data ../shared/data/gsm8k_train.jsonl)
 test=(gsm8k --split test --data ../shared/data/gsm8k_test.jsonl)
-# the cascade's rungs, the thresholds fitted on train (docs/results/models_gsm8k.md says how)
-ROLE_SCHEMES=${ROLE_SCHEMES:-"cascade@4:cheap=direct:accept=1.0,cascade@2:accept=1.0,route,plan-execute"}
+# the schemes run live with both roles (the chain cascades are replayed, see above)
+ROLE_SCHEMES=${ROLE_SCHEMES:-"route,plan-execute"}
 
 # run NAME EVAL-ARGS...: one resumable store runs/NAME.db, kept as docs/results/NAME.db
 run() {

@@ -328,6 +328,13 @@ def test_report_command_json_markdown_and_plot(hand_db: Path, tmp_path: Path) ->
     assert "Wilson score interval" in result.stdout
     png = (tmp_path / "plot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR" and len(png) > 5000
+    result = CliRunner().invoke(app, ["report", str(hand_db), "--plot-x", "seconds", "--plot",
+                                      str(tmp_path / "seconds.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "seconds.png").read_bytes() != png  # another axis, another picture
+    result = CliRunner().invoke(app, ["report", str(hand_db), "--plot-x", "watts", "--plot",
+                                      str(tmp_path / "w.png")])
+    assert isinstance(result.exception, UnknownName) and not (tmp_path / "w.png").exists()
 
 
 def test_plot_has_a_line_per_family_and_settings() -> None:

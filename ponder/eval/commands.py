@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ponder.core.errors import ConfigError, DataError
+from ponder.core.errors import ConfigError, DataError, UnknownName
 from ponder.core.files import check_writable
 from ponder.core.types import POLICY
 
@@ -112,6 +112,8 @@ def report_command(
                                            "stdout.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write accuracy vs tokens to this "
                                               "PNG.")] = None,
+    plot_x: Annotated[str, typer.Option(help="The plot's x axis: tokens or seconds (per "
+                                        "question).")] = "tokens",
     ci: Annotated[str, typer.Option(help="Confidence interval: wilson (rows) or bootstrap "
                                     "(questions).")] = "wilson",
     positions: Annotated[str | None, typer.Option(
@@ -132,13 +134,15 @@ def report_command(
     """Accuracy (95% CI), cost per question and relative cost of each scheme in results DBs."""
     from ponder.eval.equal_tokens import HEADERS, at_equal_tokens, cells
     from ponder.eval.equal_tokens import to_markdown as equal_markdown
+    from ponder.eval.report import PLOT_X, read_rows, summarize, title, to_json, to_markdown
     from ponder.eval.report import plot as draw
-    from ponder.eval.report import read_rows, summarize, title, to_json, to_markdown
 
     if as_json and markdown:
         raise ConfigError("format", "--json --markdown", "choose one of --json and --markdown")
     if plot is not None and plot.is_dir():
         raise ConfigError("plot", str(plot), f"give a file, e.g. --plot {plot / 'plot.png'}")
+    if plot_x not in PLOT_X:
+        raise UnknownName("plot axis", plot_x, PLOT_X)
     if html_out is not None:
         check_writable(html_out, "--html")
     meta, rows = read_rows(dbs, positions)
@@ -171,7 +175,7 @@ def report_command(
             out.print(table)
     if plot is not None and summaries:
         try:
-            draw(summaries, plot, title(meta))
+            draw(summaries, plot, title(meta), axis=plot_x)
         except OSError as e:  # a path under a file, no permission: atomic, so no file is left
             raise DataError(f"cannot write the plot to {plot} ({e.strerror or e}); choose "
                             "another --plot") from e

@@ -374,9 +374,17 @@ def plot_lines(summaries: Sequence[SchemeSummary]) -> dict[str, list[SchemeSumma
             for (family, settings), members in lines.items()}
 
 
-def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
-    """Accuracy vs mean completion tokens per question (log x), one line per scheme family and
-    settings (`plot_lines`), error bars from the CIs. Written whole or not at all."""
+PLOT_X = {"tokens": "mean completion tokens per question (log scale)",
+          "seconds": "mean seconds per question (log scale)"}
+
+
+def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str, axis: str = "tokens"
+         ) -> None:
+    """Accuracy vs mean completion tokens (or seconds: model seconds where every row has them)
+    per question, log x, one line per scheme family and settings (`plot_lines`), error bars
+    from the CIs. Written whole or not at all."""
+    if axis not in PLOT_X:
+        raise UnknownName("plot axis", axis, PLOT_X)
     try:
         import matplotlib
     except ImportError:
@@ -389,7 +397,8 @@ def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for family, members in plot_lines(summaries).items():
         members = sorted(members, key=lambda s: (s.size or 0, s.mean_completion_tokens))
-        xs = [max(s.mean_completion_tokens, 1.0) for s in members]  # log axis: no zeros
+        xs = [max(s.mean_completion_tokens if axis == "tokens" else s.mean_seconds, 1e-3)
+              for s in members]  # log axis: no zeros
         ys = [s.accuracy for s in members]
         yerr = [[max(0.0, s.accuracy - s.ci_low) for s in members],  # a percentile bootstrap
                 [max(0.0, s.ci_high - s.accuracy) for s in members]]  # may leave the point out
@@ -405,7 +414,7 @@ def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str) -> None:
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.0f}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False,
                                                                 minor_thresholds=(2, 0.5)))
-    ax.set_xlabel("mean completion tokens per question (log scale)")
+    ax.set_xlabel(PLOT_X[axis])
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_title(heading, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)

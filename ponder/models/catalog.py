@@ -51,7 +51,7 @@ def load_model(spec: str, **kwargs: Any) -> LanguageModel:
         from ponder.models.transformers_lm import TransformersModel
         target = spec.removeprefix("hf:")
         return TransformersModel(target, **{"name": target, **kwargs})
-    return _load_gguf(_gguf_for(spec), name=spec, **kwargs)
+    return _load_gguf(gguf_for(spec), name=spec, **kwargs)
 
 
 def load_models(specs: Mapping[str, str], **kwargs: Any) -> dict[str, LanguageModel]:
@@ -73,7 +73,8 @@ def close_models(models: Mapping[str, LanguageModel]) -> None:
         model.close()
 
 
-def _gguf_for(spec: str) -> Path:
+def gguf_for(spec: str) -> Path:
+    """The GGUF file a model spec names: a catalog name (assembled once), a path, a hub id."""
     if spec in EMBEDDED or spec in ALIASES:
         return embedded_gguf(spec)
     if spec.endswith(".gguf") and (os.path.sep in spec or Path(spec).exists()):
