@@ -41,7 +41,7 @@ resume=()
 if [[ ! -s $dir/student.gguf ]]; then
   .venv/bin/ponder distill gsm8k --data ../shared/data/gsm8k_train.jsonl --limit "$train" \
     --from "$store" --scheme cot --keep 1 --format think --student default --lora \
-    --epochs "${EPOCHS:-2}" --lr "${LR:-2e-4}" --batch-size 4 --max-length 768 \
+    --epochs "${EPOCHS:-1}" --lr "${LR:-2e-4}" --batch-size 4 --max-length 768 \
     --out "$dir" --overwrite --export gguf:q8_0
 fi
 [[ -s $dir/student-q4_k_m.gguf ]] ||
