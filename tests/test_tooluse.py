@@ -202,3 +202,32 @@ def test_calc_does_not_stop_at_each_equals_sign_of_code() -> None:
     stops = [r.params.stop for r in calls(model)]
     assert stops[:2] == [("=",), ("```\n",)]  # the block's `=`s: one stop, at its end
     assert len(calls(model)) == 4  # `x =`; the fence; `7 + 7 =`; its check (to the end)
+
+
+# -- tools in tree schemes: a step that closes a python block gets the block's output ---------
+
+@pytest.mark.parametrize("spec", ["beam@2:expansions=1", "dvts@2:expansions=2", "mcts@4:expansions=1"])
+def test_a_tree_step_that_closes_a_python_block_gets_its_real_output(spec: str) -> None:
+    """The step ends at the fence (the 999 the model would invent is cut off), the block runs
+    in the sandbox, its output is added to the step as forced text, and the next step is
+    written from it."""
+    model = coder("print(17 * 24)")
+    result = get_scheme(f"{spec}:tools=python:scorer=uniform:max_depth=4")(PROBLEM, model=model)
+    assert result.answer == "408"
+    first = result.trace.nodes[0]
+    assert first.text == ("Let me compute.\n```python\nprint(17 * 24)\n```\n"
+                          "```output\n408\n```\n")
+    assert forced_texts(first) == ["```output\n408\n```\n"] and first.meta["tool"] == "python"
+    # sampled tokens only (the fake counts none for the stop string; the output is forced)
+    assert first.tokens == len(tokenize("Let me compute.\n```python\nprint(17 * 24)\n"))
+    assert all(r.params.stop == ("\n\n", "```\n") for r in calls(model))
+
+
+def test_tree_tools_are_capped_per_path_and_calc_is_a_chain_tool() -> None:
+    model = coder("print(1)", then="Again.\n```python\nprint(2)\n```\n")  # a block every step
+    result = get_scheme("beam@1:expansions=1:tools=python:tool_calls=2:scorer=uniform:"
+                        "max_depth=4")(PROBLEM, model=model)
+    ran = [n for n in result.trace.nodes if n.meta.get("tool") == "python"]
+    assert len(ran) == 2  # the third block on the path is left as written
+    with pytest.raises(Exception, match="use python here"):
+        get_scheme("beam:tools=calc")

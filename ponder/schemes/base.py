@@ -87,7 +87,31 @@ TOOLS = ("python", "calc")
 
 
 @dataclass
-class ChainConfig(SchemeConfig):
+class ToolSettings:
+    """The tools a scheme uses mid-reasoning (tooluse.py): chain schemes take python and calc,
+    tree schemes python (a step that closes a ```python block has the block's output added)."""
+
+    tools: str = ""  # python, calc or python+calc: tools used mid-chain (tooluse.py); "": none
+    tool_calls: int = 4  # most code blocks run per chain; later ones are left as written
+    tool_seconds: float = 5.0  # wall-time limit of one code block's run
+
+    def check_tools(self, allowed: tuple[str, ...] = TOOLS) -> None:
+        if any(tool not in allowed for tool in self.tool_names):
+            raise ConfigError("tools", self.tools, f"use {' or '.join(allowed)}"
+                              + (", or both joined by +: python+calc" if len(allowed) > 1
+                                 else " here"))
+        if self.tool_calls < 1 or not 0 < self.tool_seconds <= 60:
+            raise ConfigError("tool_calls" if self.tool_calls < 1 else "tool_seconds",
+                              self.tool_calls if self.tool_calls < 1 else self.tool_seconds,
+                              "use at least 1 call, and 0 < seconds <= 60")
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return tuple(self.tools.split("+")) if self.tools else ()
+
+
+@dataclass
+class ChainConfig(ToolSettings, SchemeConfig):
     """How each chain of a chain scheme is written, beyond sampling it whole: budget forcing
     (forcing.py: with `budget` set, every chain thinks in tags, cut at the budget or extended
     with "Wait") or tools (tooluse.py: with `tools=python`, the chain's code blocks run in the
@@ -98,9 +122,6 @@ class ChainConfig(SchemeConfig):
     wait: str = "Wait"  # the text that replaces an early end of thinking
     lead_in: str = "\n</think>\n\n"  # forced to end the thinking (at the budget); has </think>
     reply_tokens: int = 256  # most tokens of the reply after the thinking
-    tools: str = ""  # python, calc or python+calc: tools used mid-chain (tooluse.py); "": none
-    tool_calls: int = 4  # most code blocks run per chain; later ones are left as written
-    tool_seconds: float = 5.0  # wall-time limit of one code block's run
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,22 +137,12 @@ class ChainConfig(SchemeConfig):
         if self.reply_tokens < 1:
             raise ConfigError("reply_tokens", self.reply_tokens,
                               "use a positive number of tokens")
-        if any(tool not in TOOLS for tool in self.tool_names):
-            raise ConfigError("tools", self.tools, f"use {' or '.join(TOOLS)}, or both joined "
-                              "by +: python+calc")
+        self.check_tools()
         if self.tools and self.budget is not None:
             raise ConfigError("tools", self.tools, "tools and budget forcing do not combine "
                               "yet; drop budget= or tools=")
-        if self.tool_calls < 1 or not 0 < self.tool_seconds <= 60:
-            raise ConfigError("tool_calls" if self.tool_calls < 1 else "tool_seconds",
-                              self.tool_calls if self.tool_calls < 1 else self.tool_seconds,
-                              "use at least 1 call, and 0 < seconds <= 60")
         if self.budget is not None and self.token_budget is None:
             self.token_budget = self.n * self.chain_tokens
-
-    @property
-    def tool_names(self) -> tuple[str, ...]:
-        return tuple(self.tools.split("+")) if self.tools else ()
 
     @property
     def chain_tokens(self) -> int:

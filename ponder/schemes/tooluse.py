@@ -193,12 +193,21 @@ def number(value: Fraction) -> str | None:
 
 def run_blocks(chains: Sequence[Writing], config: ChainConfig) -> list[str]:
     """Run each chain's last block, all at once; the text to insert after each."""
-    codes = [block(w.chain.text) for w in chains]
-    with ThreadPoolExecutor(max(len(codes), 1)) as pool:
-        runs = list(pool.map(lambda code: run_python(code, timeout=config.tool_seconds), codes))
+    runs = run_codes([block(w.chain.text) for w in chains], config.tool_seconds)
     for w, ex in zip(chains, runs, strict=True):
         w.runs.append(ex)
-    return [f"```output\n{shown(ex)}\n```\n" for ex in runs]
+    return [output_block(ex) for ex in runs]
+
+
+def run_codes(codes: Sequence[str], seconds: float) -> list[Execution]:
+    """Each program in the sandbox, all at once (one process each, in threads)."""
+    with ThreadPoolExecutor(max(len(codes), 1)) as pool:
+        return list(pool.map(lambda code: run_python(code, timeout=seconds), codes))
+
+
+def output_block(ex: Execution) -> str:
+    """A run as the output block inserted after its code, in the Coder models' own form."""
+    return f"```output\n{shown(ex)}\n```\n"
 
 
 def block(text: str) -> str:

@@ -17,6 +17,14 @@ once the chain has ended, or any step with a number in it would end its path), o
 `max_depth`; or when the step budget ran out mid-step
 ("length"). Scorers get one `Candidate` per path (its text, its steps, its answer, and the new
 step's token logprobs when the scorer needs them) and return the score of its *last* step.
+
+With `tools=python` a step also ends where it closes a ```python block: the block runs in the
+sandbox (tooluse.py's, one process each, all of the expansion's blocks at once) and its output
+block is added to the step as forced text (`Node.forced`; not counted as completion tokens), so
+the children continue from the real output and the scorer reads it. At most `tool_calls` blocks
+run on one path. Tools act where `Tree.expand` writes steps (beam, dvts, mcts's expansions, tot
+with `generator=sample`), not in mcts's greedy rollouts or tot's proposals. calc is a chain
+tool; in a tree the calculator is a step scorer (`scorer=calc`).
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from ponder.core.errors import ConfigError
 from ponder.core.problem import Problem
 from ponder.core.protocols import Candidate, Scorer
 from ponder.core.types import Completion, FinishReason, Node, Result
-from ponder.schemes.base import Run, ScoredConfig
+from ponder.schemes.base import Run, ScoredConfig, ToolSettings
+from ponder.schemes.tooluse import FENCE, at_block, block, output_block, run_codes
 from ponder.schemes.vote import record, tally
 from ponder.verifiers import extract_answer
 
@@ -60,7 +69,7 @@ def check_selection(selection: str) -> None:
 
 
 @dataclass
-class TreeConfig(ScoredConfig):
+class TreeConfig(ToolSettings, ScoredConfig):
     """Settings every tree scheme has. `n` is its main width; `max_tokens` bounds one step."""
 
     n: int = 4  # main width (each scheme says what it counts)
@@ -73,6 +82,7 @@ class TreeConfig(ScoredConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_tools(("python",))
         if self.max_depth < 1:
             raise ConfigError("max_depth", self.max_depth, "use 1 or more steps")
         if self.aggregate not in AGGREGATIONS:
@@ -120,24 +130,48 @@ class Tree:
             parents, k = (parents[: afford // k], k) if afford >= k else (parents[:1], afford)
         if afford == 0 or not parents or self.run.cancelled:
             return []
-        delimiter = self.problem.step_delimiter
         if self.scorer.needs_logprobs:
             changes.setdefault("logprobs", 0)
         completions = self.run.sample_prefixes(
-            [self.prompt + self.text(p) for p in parents], k, stop=(delimiter,),
+            [self.prompt + self.text(p) for p in parents], k, stop=self.stops,
             max_tokens=step_tokens, keep_kv=True, **changes)
-        return [[self._child(p, c) for c in cs]
-                for p, cs in zip(parents, completions, strict=True)]
+        children = [[self._child(p, c) for c in cs]
+                    for p, cs in zip(parents, completions, strict=True)]
+        self._run_blocks([c for cs in children for c in cs])
+        return children
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        """Where a step ends: the delimiter, and with python tools the end of a code block."""
+        python = "python" in self.config.tool_names
+        return (self.problem.step_delimiter, *((FENCE,) if python else ()))
 
     def _child(self, parent: Node | None, c: Completion) -> Node:
-        delimited = c.stop_string == self.problem.step_delimiter
-        text = c.text + (self.problem.step_delimiter if delimited else "")
-        node = self.add_step(parent, text, c.completion_tokens, c.finish_reason,
-                             ended=not delimited)
+        stop = c.stop_string if c.stop_string in self.stops else None
+        node = self.add_step(parent, c.text + (stop or ""), c.completion_tokens,
+                             c.finish_reason, ended=stop is None)
         if self.scorer.needs_logprobs:
             self.logprobs[node.id] = (None if c.token_logprobs is None
                                       else tuple(c.token_logprobs))
         return node
+
+    def _run_blocks(self, steps: Sequence[Node]) -> None:
+        """Run the python block each new step closed (tools=python), all at once, and add its
+        output to the step as forced text."""
+        if "python" not in self.config.tool_names:
+            return
+        ran = [n for n in steps if not n.terminal and n.text.endswith(FENCE)
+               and at_block(self.text(n)) and self._runs(n) < self.config.tool_calls]
+        codes = [block(self.text(n)) for n in ran]
+        for node, ex in zip(ran, run_codes(codes, self.config.tool_seconds), strict=True):
+            inserted = output_block(ex)
+            node.forced.append((len(node.text), len(node.text) + len(inserted)))
+            node.text += inserted
+            node.meta["tool"] = "python"
+
+    def _runs(self, node: Node) -> int:
+        """Code blocks run on the path to `node`, itself included."""
+        return sum(n.meta.get("tool") == "python" for n in self.path(node))
 
     def add_step(self, parent: Node | None, text: str, tokens: int,
                  finish_reason: FinishReason, *, ended: bool, reads: str | None = None) -> Node:
