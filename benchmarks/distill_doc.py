@@ -15,6 +15,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from ponder.core.files import write_text_atomic
 from ponder.eval.report import summarize, to_markdown
 from ponder.eval.store import Row, Store
 
@@ -67,9 +68,7 @@ def main() -> None:
     doc = RESULTS / "distill_gsm8k.md"
     reading = doc.read_text().partition("\n## Reading")[2] if doc.exists() else ""
     text = "\n".join(lines) + (f"\n## Reading{reading}" if reading else "")
-    tmp = doc.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(doc)
+    write_text_atomic(doc, text)
     print(text)
 
 

@@ -18,11 +18,20 @@ Writes docs/results/models_gsm8k.md and .png (accuracy against model seconds per
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
+from ponder.core.files import write_text_atomic
 from ponder.eval.cascade_fit import choose, fit, replay
-from ponder.eval.report import paired_difference, plot, summarize, to_markdown, wilson
+from ponder.eval.report import (
+    SchemeSummary,
+    paired_difference,
+    plot,
+    summarize,
+    to_markdown,
+    wilson,
+)
 from ponder.eval.runner import task_of
 from ponder.eval.store import Row, Store
 
@@ -68,6 +77,23 @@ def cascade(n: int, threshold: float, pools: list[Row], strong: list[Row]) -> li
     return out
 
 
+def small_line(summaries: list[SchemeSummary], seconds: float) -> str:
+    """The 0.5B's accuracy read off its own line (cot, self-consistency@4, @8) at `seconds`,
+    linearly in log seconds, as `ponder report --equal-tokens` reads tokens."""
+    line = sorted((s for s in summaries if s.scheme.startswith(SMALL)),
+                  key=lambda s: s.mean_seconds)
+    xs = [math.log(s.mean_seconds) for s in line]
+    x = math.log(seconds)
+    if x <= xs[0] or x >= xs[-1]:
+        end = line[0] if x <= xs[0] else line[-1]
+        return f"{end.accuracy:.0%} (its {end.scheme.removeprefix(SMALL + ' ')}, the line's end)"
+    i = next(k for k in range(1, len(xs)) if x <= xs[k])
+    t = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+    acc = line[i - 1].accuracy + t * (line[i].accuracy - line[i - 1].accuracy)
+    return (f"{acc:.1%} (between its {line[i - 1].scheme.removeprefix(SMALL + ' ')} and "
+            f"{line[i].scheme.removeprefix(SMALL + ' ')})")
+
+
 def main() -> None:
     small = rows_of(RESULTS / "search_gsm8k100.db",
                     {"cot": f"{SMALL} cot", "self-consistency@4": f"{SMALL} self-consistency@4",
@@ -111,6 +137,13 @@ def main() -> None:
                  f"{100 * paired[0]:+.1f} [{100 * paired[1]:+.0f}, {100 * paired[2]:+.0f}]")
         lines.append(f"| {s.scheme} | {s.correct}/{s.rows} | {low:.0%}–{high:.0%} | {delta} | "
                      f"{s.mean_seconds:.2f} | {s.mean_seconds / base.mean_seconds:.0%} |")
+    lines += ["", "At equal seconds, the 0.5B alone (its line read in log seconds, as "
+              "`ponder report --equal-tokens` reads tokens):", ""]
+    for sch in (*live_schemes, *sorted({r.scheme for r in replayed})):
+        s = next(x for x in summaries if x.scheme == sch)
+        lines.append(f"* {sch}: {s.accuracy:.0%} at {s.mean_seconds:.1f} s; the 0.5B there: "
+                     f"{small_line(summaries, s.mean_seconds)}; the 1.5B's cot: "
+                     f"{base.accuracy:.0%} at {base.mean_seconds:.1f} s")
     lines += ["", "Thresholds fitted on train (first 50 questions; `ponder fit-cascade "
               "docs/results/gsm8k_train50.db docs/results/models_gsm8k_train.db "
               "--cheap-scheme self-consistency@8 --n N`): "
@@ -119,9 +152,7 @@ def main() -> None:
     doc = RESULTS / "models_gsm8k.md"
     reading = doc.read_text().partition("\n## Reading")[2] if doc.exists() else ""
     text = "\n".join(lines) + "\n" + (f"\n## Reading{reading}" if reading else "")
-    tmp = doc.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(doc)
+    write_text_atomic(doc, text)
     print(text)
 
 
