@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 28's measurement, the loop once as ponder commands (docs/results/distill_gsm8k.md):
 #
-#   1. sample  the 1.5B teacher's greedy cot on the first TRAIN (200) GSM8K *train* questions,
+#   1. sample  the 1.5B teacher's greedy cot on the first TRAIN (150) GSM8K *train* questions,
 #              through ponder eval's store (resumable; the same store as issue 26's fit,
 #              benchmarks/models_gsm8k.sh PHASE=train)
 #   2. label   each chain by the task's check (the store's `correct`); and the outcome
@@ -17,7 +17,7 @@
 # Each step skips what it finds done. A smoke run: TRAIN=4 LIMIT=2 DIR=/tmp/d benchmarks/distill_gsm8k.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-train=${TRAIN:-200}
+train=${TRAIN:-150}
 limit=${LIMIT:-100}
 dir=${DIR:-runs/distill_gsm8k}
 mkdir -p "$dir"
