@@ -394,7 +394,7 @@ def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str, axis: str
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for family, members in plot_lines(summaries).items():
         members = sorted(members, key=lambda s: (s.size or 0, s.mean_completion_tokens))
         xs = [max(s.mean_completion_tokens if axis == "tokens" else s.mean_seconds, 1e-3)
@@ -418,7 +418,7 @@ def plot(summaries: Sequence[SchemeSummary], path: Path, heading: str, axis: str
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_title(heading, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside: hides no point
     fig.tight_layout()
     try:
         with atomic_file(path, "wb") as fh:
