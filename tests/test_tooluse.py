@@ -206,7 +206,8 @@ def test_calc_does_not_stop_at_each_equals_sign_of_code() -> None:
 
 # -- tools in tree schemes: a step that closes a python block gets the block's output ---------
 
-@pytest.mark.parametrize("spec", ["beam@2:expansions=1", "dvts@2:expansions=2", "mcts@4:expansions=1"])
+@pytest.mark.parametrize("spec", ["beam@2:expansions=1", "dvts@2:expansions=2",
+                                  "mcts@4:expansions=1"])
 def test_a_tree_step_that_closes_a_python_block_gets_its_real_output(spec: str) -> None:
     """The step ends at the fence (the 999 the model would invent is cut off), the block runs
     in the sandbox, its output is added to the step as forced text, and the next step is
