@@ -65,4 +65,5 @@ if [[ -n ${SEARCH:-} ]]; then
   .venv/bin/ponder eval gsm8k --split test --data ../shared/data/gsm8k_test.jsonl --limit "$SEARCH" \
     --model "$dir/student.gguf" --schemes "best-of-n@4:scorer=verifier:$dir/verifier.json" \
     --model-arg n_ctx=2048 --concurrency 4 --max-tokens 512 --out "$out" "${resume[@]}"
+  [[ -z ${DIR:-} ]] && .venv/bin/python benchmarks/keep_run.py "$out" docs/results/distill_gsm8k_search.db
 fi
