@@ -124,8 +124,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
 
     train_pools = read_pools(args.train)
+    with Store.read(args.train) as store:  # what the train pools cost to sample
+        made = [r for r in store.rows(traces=False) if r.scheme == args.scheme]
+    made_tokens = sum(r.completion_tokens for r in made)
+    made_seconds = sum(r.model_seconds or r.seconds for r in made)
     x, y = design(train_pools)
+    fitting = time.perf_counter()
     verifier = fit(x, y)
+    fit_seconds = time.perf_counter() - fitting
     with Store.read(args.test) as store:
         task = task_of(store.meta())
         test = pools(store, task, args.scheme, verifier)
@@ -168,7 +174,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"- **verifier** (`scorer=verifier:PATH`, `ponder train verifier`): trained on "
         f"`{args.train.name}` — {len(y)} chains of {len(train_pools)} train-split questions "
         f"({int(y.sum())} right), self-consistency@8 samples of the same model. Weights on "
-        f"standardised features: {weights}. AUROC on the test chains: {ver_auroc:.3f}.",
+        f"standardised features: {weights}. AUROC on the test chains: {ver_auroc:.3f}. "
+        f"Making its samples cost {made_tokens:,} completion tokens and "
+        f"{made_seconds / 60:.0f} min of this 2-core CPU ({len(made)} {args.scheme} rows, "
+        f"{made_seconds / max(len(made), 1):.0f} s a question; `benchmarks/gsm8k_train50.sh`); "
+        f"fitting it took {fit_seconds:.2f} s.",
         "",
         "## Reading it",
         "",
