@@ -242,6 +242,20 @@ def test_a_required_call_is_asked_for(choice: Any, offered: list[Any], asked: st
     assert system["role"] == "system" and asked in system["content"]
 
 
+@pytest.mark.parametrize("choice", [None, "required"])
+def test_no_parallel_calls_asks_for_one_and_returns_the_first(choice: Any) -> None:
+    two = f"{block(PARIS)}\n{block(ROME)}"
+    c, model = serve(two, two)
+    extra = {} if choice is None else {"tool_choice": choice}
+    [choice_out] = post(c, parallel_tool_calls=False, **extra).json()["choices"]
+    [call] = choice_out["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    system = (model.calls[0][0].messages or ())[0]
+    assert system["role"] == "system" and "at most one function call" in system["content"]
+    assert len(post(c).json()["choices"][0]["message"]["tool_calls"]) == 2  # the default: all
+    assert post(c, parallel_tool_calls="no").status_code == 400
+
+
 def test_a_malformed_call_is_returned_as_text() -> None:
     text = "Let me look.\n" + block('{"name": "get_stock", "arguments": {}}')
     c, _ = serve(text)

@@ -105,6 +105,8 @@ class ChatRequest(_Body):
     tool_choice: ToolChoice | None = Field(
         default=None, description='"auto" (the default with tools), "none", "required", or '
         '{"type": "function", "function": {"name": ...}}.')
+    parallel_tool_calls: bool = Field(default=True, strict=True, description=(
+        "false: at most one call a reply (asked for, and only the first returned)."))
     reasoning_effort: EffortLevel | None = None
     # --- ponder extensions ---
     ponder: PonderOptions = Field(default_factory=lambda: PonderOptions())
@@ -121,7 +123,7 @@ class ChatRequest(_Body):
                   limits: Limits = Limits()) -> Params:
         """The schemes (one per choice), the problem and the response options; a request
         over one of `limits`, or naming a scorer the server did not load, is a ConfigError."""
-        offered = offer(self.tools, self.tool_choice)
+        offered = offer(self.tools, self.tool_choice, self.parallel_tool_calls)
         scheme = self._scheme(efforts, tools=offered is not None)
         self._check(scheme, limits)
         seed = scheme.config.seed

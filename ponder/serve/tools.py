@@ -7,6 +7,8 @@ asked carries them; the backend renders them through the model's own chat templa
 puts a `# Tools` section in the system message), or sends them to an upstream server that
 renders its own. "required" and a named function are also asked for in the system message:
 there is no constrained decoding, so a reply that calls nothing comes back as text.
+`parallel_tool_calls: false` asks for one call at a time, and a reply that makes several
+returns only its first (as vLLM and SGLang do).
 
 What comes back (`read_calls`): the chosen chain, once it ended (finish "stop"), read for
 Hermes calls (`<tool_call>{"name", "arguments"}</tool_call>`, core/tool_calls.py has the rules,
@@ -133,13 +135,15 @@ class Offer:
 
     tools: tuple[Tool, ...]
     ask: str | None = None
+    single: bool = False  # parallel_tool_calls false: the reply's first call only
 
     @property
     def names(self) -> frozenset[str]:
         return frozenset(t["function"]["name"] for t in self.tools)
 
 
-def offer(tools: Sequence[ToolSpec] | None, choice: ToolChoice | None) -> Offer | None:
+def offer(tools: Sequence[ToolSpec] | None, choice: ToolChoice | None,
+          parallel: bool = True) -> Offer | None:
     """The request's offer, or None where nothing is offered (no tools, or "none")."""
     if not tools:
         if choice is not None and choice not in ("none", "auto"):
@@ -152,15 +156,22 @@ def offer(tools: Sequence[ToolSpec] | None, choice: ToolChoice | None) -> Offer 
     specs = tuple(t.model_dump(exclude_none=True) for t in tools)
     if choice == "none":
         return None
+    one = None if parallel else "Make at most one function call."
     if choice is None or choice == "auto":
-        return Offer(specs)
+        return Offer(specs, one, single=not parallel)
     if choice == "required":
-        return Offer(specs, "Answer with a call to one of the functions offered.")
+        return Offer(specs, _asked("Answer with a call to one of the functions offered.", one),
+                     single=not parallel)
     name = choice.function.name
     if name not in names:
         raise ConfigError("tool_choice.function.name", name,
                           f"name one of the tools given: {', '.join(names)}")
-    return Offer((specs[names.index(name)],), f"Answer with a call to the function {name}.")
+    return Offer((specs[names.index(name)],),
+                 _asked(f"Answer with a call to the function {name}.", one), single=not parallel)
+
+
+def _asked(line: str, one: str | None) -> str:
+    return line if one is None else f"{line} {one}"
 
 
 def _choice_text(choice: ToolChoice) -> str:
@@ -215,6 +226,10 @@ def read_calls(result: Result, problem: Problem, offer: Offer,
         return parsed.error
     if not parsed.calls:
         return None
+    kept = parsed.calls[:1] if offer.single else parsed.calls
+    if len(kept) < len(parsed.calls):
+        log.info("parallel_tool_calls is false: %d of the reply's %d calls dropped",
+                 len(parsed.calls) - 1, len(parsed.calls))
     reply = problem.reply(parsed.text) if problem.reply else Reply(parsed.text.strip(), "")
     usage = result.usage
     shown = min(usage.completion_tokens, (count_tokens(reply.content) if reply.content else 0)
@@ -223,5 +238,5 @@ def read_calls(result: Result, problem: Problem, offer: Offer,
     result.reasoning, result.content = reply.reasoning, reply.content
     calls = tuple(ToolCall(id=f"call_{uuid.uuid4().hex[:24]}",
                            function=FunctionCall(name=c.name, arguments=c.arguments))
-                  for c in parsed.calls)
+                  for c in kept)
     return Called(calls, reply.content or None, shown)
