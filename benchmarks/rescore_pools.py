@@ -11,12 +11,16 @@ difference against cot with its bootstrap interval (ponder.eval.report.paired_di
 tokens per question, and how well each scorer ranks right over wrong chains (AUROC).
 
     .venv/bin/python benchmarks/rescore_pools.py            # the stored GSM8K pools (~1 min)
+    .venv/bin/python benchmarks/rescore_pools.py --test docs/results/tools_gsm8k.db \
+        --scheme self-consistency@8:tools=calc --baseline docs/results/search_gsm8k100.db \
+        --out docs/results/rescore_pools_calc.md          # the pools sampled with calc inline
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -117,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--test", type=Path, default=RESULTS / "search_gsm8k100.db")
     parser.add_argument("--train", type=Path, default=RESULTS / "gsm8k_train50.db")
     parser.add_argument("--scheme", default="self-consistency@8")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="the file with the cot rows (default: the --test file)")
     parser.add_argument("--stored-best-of", default="best-of-n@8",
                         help="a stored row to quote beside (best-of-n's default scorer)")
     parser.add_argument("--out", type=Path, default=RESULTS / "rescore_pools.md")
@@ -135,8 +141,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     with Store.read(args.test) as store:
         task = task_of(store.meta())
         test = pools(store, task, args.scheme, verifier)
-        cot = [r for r in store.rows(traces=False) if r.scheme == "cot"]
         bon = [r for r in store.rows(traces=False) if r.scheme == args.stored_best_of]
+    with Store.read(args.baseline or args.test) as store:
+        asked = {p.row.question_id for p in test}
+        cot = [r for r in store.rows(traces=False) if r.scheme == "cot" and r.question_id in asked]
     labels = [r for p in test for r in p.right]
     ver_auroc = auroc([s for p in test for s in p.verifier], labels)
     calc_auroc = auroc([s for p in test for s in p.calc], labels)
@@ -149,14 +157,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     weights = ", ".join(f"{f} {w:+.2f}" for f, w in zip(FEATURES, verifier.weights, strict=True))
     false_chains = sum(c < 1 for p in test for c in p.calc)
     seconds = time.perf_counter() - started
+    command = shlex.join([".venv/bin/python", "benchmarks/rescore_pools.py",
+                          *(sys.argv[1:] if argv is None else argv)])
     doc = [
         "# Re-scoring stored sample pools: calc and a trained verifier",
         "",
-        f"Made by `.venv/bin/python benchmarks/rescore_pools.py` ({seconds:.0f} s on 2 CPU "
-        "cores; nothing generated). Test pools: the "
-        f"{args.scheme} rows of `{args.test.name}` ({len(test)} GSM8K test questions, "
-        f"{len(labels)} chains of the 0.5B default model, 512 tokens a chain); baseline: the "
-        f"stored cot rows of the same file. The re-counted plain vote gets {recounted} right, "
+        f"Made by `{command}` ({seconds:.0f} s on 2 CPU cores; nothing generated). Test "
+        f"pools: the {args.scheme} rows of `{args.test.name}` ({len(test)} GSM8K test "
+        f"questions, {len(labels)} chains of the 0.5B default model, 512 tokens a chain); "
+        f"baseline: the stored cot rows of `{(args.baseline or args.test).name}` on the same "
+        f"questions. The re-counted plain vote gets {recounted} right, "
         f"the stored rows {stored}: the same selection. A right chain is among the 8 on "
         f"{ceiling} questions (pass@8, the ceiling of any selection).{quoted}",
         "",
