@@ -355,12 +355,34 @@ def test_the_http_backend_sends_tools_and_writes_back_the_calls(streamed: bool) 
     [[completion]] = model.generate(
         [request], on_text=(lambda _r, _s, d: shown.append(d)) if streamed else None)
     assert bodies[0]["tools"] == [WEATHER]
+    assert "tool_choice" not in bodies[0] and "parallel_tool_calls" not in bodies[0]  # defaults
     assert completion.text == "\n" + hermes("get_weather", '{"city": "Paris"}')
     [call] = parse(completion.text, NAMES).calls
     assert json.loads(call.arguments) == {"city": "Paris"}
     if streamed:
         assert "".join(shown) == completion.text
     model.close()
+
+
+@pytest.mark.parametrize(("body", "sent"), [
+    pytest.param({"tool_choice": "required"}, {"tool_choice": "required"}, id="required"),
+    pytest.param({"tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+                 {"tool_choice": "required"}, id="named-is-required-of-the-one-offered"),
+    pytest.param({"parallel_tool_calls": False}, {"parallel_tool_calls": False}, id="one-call"),
+    pytest.param({"tool_choice": "auto"}, {}, id="auto-is-the-servers-default"),
+])
+def test_an_upstream_server_is_asked_what_the_client_asked(body: dict[str, Any],
+                                                          sent: dict[str, Any]) -> None:
+    bodies: list[dict[str, Any]] = []
+    upstream = OpenAIModel("http://up/v1", transport=_upstream(bodies), backoff=0)
+    app = create_app({"up": upstream}, get_task("chat").problem)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        response = c.post(URL, json={"model": "up", "messages": ASK, "tools": [WEATHER, TIME],
+                                     **body})
+    assert response.status_code == 200, response.text
+    [first] = [b for b in bodies if "messages" in b]  # (the rest count tokens)
+    assert {k: first[k] for k in ("tool_choice", "parallel_tool_calls") if k in first} == sent
+    upstream.close()
 
 
 # A Qwen2.5-like template, cut to what it does with tools and calls.

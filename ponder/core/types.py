@@ -99,7 +99,9 @@ class GenerationRequest:
     search expanding a node): the llama.cpp backend then keeps each finished sample's KV cache
     among its held prefixes instead of freeing it; other backends ignore it.
     `tools` are offered to the model with `messages`: the backend renders them through the
-    chat template (or sends them to a server that renders its own).
+    chat template (or sends them to a server that renders its own). `tool_choice` "required"
+    and `parallel_tool_calls` False go to such a server as they are (vLLM and SGLang can
+    constrain decoding to a call); a local backend has only the prompt's asking.
     """
 
     params: SamplingParams = field(default_factory=SamplingParams)
@@ -107,6 +109,8 @@ class GenerationRequest:
     prefix: str | None = None
     keep_kv: bool = False
     tools: tuple[Tool, ...] = ()
+    tool_choice: Literal["auto", "required"] = "auto"
+    parallel_tool_calls: bool = True
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prefix is None):

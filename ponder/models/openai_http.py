@@ -281,6 +281,10 @@ class OpenAIModel:
         body.update(temperature=p.temperature, top_p=p.top_p)
         if chat and req.tools:  # the server renders them with its template, parses the calls
             body["tools"] = list(req.tools)
+            if req.tool_choice == "required":
+                body["tool_choice"] = "required"
+            if not req.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
         # Extensions that vLLM, SGLang, llama-server and llama-cpp-python accept:
         if p.top_k:
             body["top_k"] = p.top_k

@@ -237,7 +237,7 @@ class Call:
                  server: Server, ticket: Ticket, kept: Kept | None = None):
         self.params, self.roles, self.ticket, self.kept = params, roles, ticket, kept
         # the policy with the request's tools offered (the other roles' models see none)
-        self.model = model if params.offer is None else Offering(model, params.offer.tools)
+        self.model = model if params.offer is None else Offering(model, params.offer)
         self.engine, self.scorers, self.limits = server.engine, server.scorers, server.limits
         self.stop = threading.Event()
         self.deadline = math.inf

@@ -135,6 +135,7 @@ class Offer:
 
     tools: tuple[Tool, ...]
     ask: str | None = None
+    required: bool = False  # tool_choice "required", or a named function (the only one offered)
     single: bool = False  # parallel_tool_calls false: the reply's first call only
 
     @property
@@ -161,13 +162,14 @@ def offer(tools: Sequence[ToolSpec] | None, choice: ToolChoice | None,
         return Offer(specs, one, single=not parallel)
     if choice == "required":
         return Offer(specs, _asked("Answer with a call to one of the functions offered.", one),
-                     single=not parallel)
+                     required=True, single=not parallel)
     name = choice.function.name
     if name not in names:
         raise ConfigError("tool_choice.function.name", name,
                           f"name one of the tools given: {', '.join(names)}")
     return Offer((specs[names.index(name)],),
-                 _asked(f"Answer with a call to the function {name}.", one), single=not parallel)
+                 _asked(f"Answer with a call to the function {name}.", one), required=True,
+                 single=not parallel)
 
 
 def _asked(line: str, one: str | None) -> str:
@@ -182,14 +184,17 @@ class Offering(Wrapper):
     """The policy with the request's tools offered on every chat it is asked (a raw prefix,
     a tree's path, was rendered with them by `render_chat`)."""
 
-    def __init__(self, model: LanguageModel, tools: tuple[Tool, ...]) -> None:
+    def __init__(self, model: LanguageModel, offer: Offer) -> None:
         super().__init__(model)
-        self.tools = tools
+        self.tools = offer.tools
+        self.choice: Literal["auto", "required"] = "required" if offer.required else "auto"
+        self.parallel = not offer.single
 
     def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,
                  should_stop: ShouldStop | None = None) -> list[list[Completion]]:
-        offered = [dataclasses.replace(r, tools=self.tools) if r.messages is not None else r
-                   for r in requests]
+        offered = [dataclasses.replace(r, tools=self.tools, tool_choice=self.choice,
+                                       parallel_tool_calls=self.parallel)
+                   if r.messages is not None else r for r in requests]
         return self.model.generate(offered, on_text=on_text, should_stop=should_stop)
 
     def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = True,
