@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"on the same shared samples) got {sum(r.correct for r in bon)} of {len(bon)}."
               if bon else "")
     recounted = sum(SELECTIONS["vote (self-consistency@8)"](p, task) for p in test)
+    calc_gain = sum(SELECTIONS["vote weighted by calc"](p, task) for p in test) - recounted
     weights = ", ".join(f"{f} {w:+.2f}" for f, w in zip(FEATURES, verifier.weights, strict=True))
     false_chains = sum(c < 1 for p in test for c in p.calc)
     seconds = time.perf_counter() - started
@@ -194,8 +195,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "",
         "- Best-of-8 by calc alone is weak: most chains make no false claim, and among equal "
         "scores best-of-n keeps the first sampled chain, so it is close to a single sample; "
-        "calc works as a vote weight, where it only takes weight away from chains that "
-        "miscalculate.",
+        "calc can only work as a vote weight, where it takes weight away from chains that "
+        f"miscalculate: here it moves the vote by {calc_gain:+d} questions"
+        + (" (chains that were checked as they were written hold few false claims left to "
+           "weigh: docs/results/tools_gsm8k.md)." if "calc" in args.scheme else "."),
         "- The verifier's largest weights are on agreement (the vote's own signal) and false "
         "claims (calc's), so as a vote weight it largely re-counts the two; it ranks chains "
         "well (AUROC) because agreement separates right from wrong chains across questions.",

@@ -5,6 +5,7 @@
 # ```python block the chain closes runs in the sandbox and its real output is inserted), against
 # the stored greedy cot rows of docs/results/search_gsm8k100.db (same prompt, same 512 tokens a
 # chain), paired on the same questions. Resumable; kept in docs/results/tools_gsm8k.db.
+# Self-consistency@8 with calc (1 h 58 min): SCHEMES=self-consistency@8:tools=calc benchmarks/tools_gsm8k.sh
 # A smoke run: LIMIT=2 OUT=/tmp/smoke.db benchmarks/tools_gsm8k.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
