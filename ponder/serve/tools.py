@@ -6,7 +6,8 @@ names; nothing for "none"), and `Offering` wraps the policy so that each chat re
 asked carries them; the backend renders them through the model's own chat template (Qwen2.5's
 puts a `# Tools` section in the system message), or sends them to an upstream server that
 renders its own. "required" and a named function are also asked for in the system message:
-there is no constrained decoding, so a reply that calls nothing comes back as text.
+ponder has no constrained decoding, so a reply that calls nothing comes back as text (an
+upstream server is sent `tool_choice: "required"` too, and may enforce it).
 `parallel_tool_calls: false` asks for one call at a time, and a reply that makes several
 returns only its first (as vLLM and SGLang do).
 
