@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--test", type=Path, default=RESULTS / "search_gsm8k100.db")
     parser.add_argument("--train", type=Path, default=RESULTS / "gsm8k_train50.db")
     parser.add_argument("--scheme", default="self-consistency@8")
+    parser.add_argument("--train-scheme", default="self-consistency@8",
+                        help="the --train file's rows whose samples the verifier learns from")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="the file with the cot rows (default: the --test file)")
     parser.add_argument("--stored-best-of", default="best-of-n@8",
@@ -131,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     train_pools = read_pools(args.train)
     with Store.read(args.train) as store:  # what the train pools cost to sample
-        made = [r for r in store.rows(traces=False) if r.scheme == args.scheme]
+        made = [r for r in store.rows(traces=False) if r.scheme == args.train_scheme]
     made_tokens = sum(r.completion_tokens for r in made)
     made_seconds = sum(r.model_seconds or r.seconds for r in made)
     x, y = design(train_pools)
@@ -187,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"({int(y.sum())} right), self-consistency@8 samples of the same model. Weights on "
         f"standardised features: {weights}. AUROC on the test chains: {ver_auroc:.3f}. "
         f"Making its samples cost {made_tokens:,} completion tokens and "
-        f"{made_seconds / 60:.0f} min of this 2-core CPU ({len(made)} {args.scheme} rows, "
+        f"{made_seconds / 60:.0f} min of this 2-core CPU ({len(made)} {args.train_scheme} rows, "
         f"{made_seconds / max(len(made), 1):.0f} s a question; `benchmarks/gsm8k_train50.sh`); "
         f"fitting it took {fit_seconds:.2f} s.",
         "",
