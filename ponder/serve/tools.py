@@ -131,13 +131,14 @@ def deltas(calls: Sequence[ToolCall]) -> list[list[DeltaToolCall]]:
 
 @dataclass(frozen=True)
 class Offer:
-    """What a request offers the model: the tools rendered into its prompt, and a line asking
-    for a call (for "required" and a named function)."""
+    """What a request offers the model: the tools rendered into its prompt, a line asking for
+    a call (for "required", a named function, or one call only), and what an upstream server
+    is sent (`GenerationRequest.tool_choice` and `parallel_tool_calls`)."""
 
     tools: tuple[Tool, ...]
     ask: str | None = None
-    required: bool = False  # tool_choice "required", or a named function (the only one offered)
-    single: bool = False  # parallel_tool_calls false: the reply's first call only
+    tool_choice: Literal["auto", "required"] = "auto"  # "required" too for a named function
+    parallel_tool_calls: bool = True  # False: the reply's first call only
 
     @property
     def names(self) -> frozenset[str]:
@@ -158,23 +159,19 @@ def offer(tools: Sequence[ToolSpec] | None, choice: ToolChoice | None,
     specs = tuple(t.model_dump(exclude_none=True) for t in tools)
     if choice == "none":
         return None
-    one = None if parallel else "Make at most one function call."
     if choice is None or choice == "auto":
-        return Offer(specs, one, single=not parallel)
-    if choice == "required":
-        return Offer(specs, _asked("Answer with a call to one of the functions offered.", one),
-                     required=True, single=not parallel)
-    name = choice.function.name
-    if name not in names:
-        raise ConfigError("tool_choice.function.name", name,
-                          f"name one of the tools given: {', '.join(names)}")
-    return Offer((specs[names.index(name)],),
-                 _asked(f"Answer with a call to the function {name}.", one), required=True,
-                 single=not parallel)
-
-
-def _asked(line: str, one: str | None) -> str:
-    return line if one is None else f"{line} {one}"
+        offered, call = specs, None
+    elif choice == "required":
+        offered, call = specs, "Answer with a call to one of the functions offered."
+    else:
+        name = choice.function.name
+        if name not in names:
+            raise ConfigError("tool_choice.function.name", name,
+                              f"name one of the tools given: {', '.join(names)}")
+        offered, call = (specs[names.index(name)],), f"Answer with a call to the function {name}."
+    one = None if parallel else "Make at most one function call."
+    ask = " ".join(line for line in (call, one) if line) or None
+    return Offer(offered, ask, "auto" if call is None else "required", parallel)
 
 
 def _choice_text(choice: ToolChoice) -> str:
@@ -187,14 +184,14 @@ class Offering(Wrapper):
 
     def __init__(self, model: LanguageModel, offer: Offer) -> None:
         super().__init__(model)
+        self.offer = offer
         self.tools = offer.tools
-        self.choice: Literal["auto", "required"] = "required" if offer.required else "auto"
-        self.parallel = not offer.single
 
     def generate(self, requests: Sequence[GenerationRequest], *, on_text: OnText | None = None,
                  should_stop: ShouldStop | None = None) -> list[list[Completion]]:
-        offered = [dataclasses.replace(r, tools=self.tools, tool_choice=self.choice,
-                                       parallel_tool_calls=self.parallel)
+        o = self.offer
+        offered = [dataclasses.replace(r, tools=o.tools, tool_choice=o.tool_choice,
+                                       parallel_tool_calls=o.parallel_tool_calls)
                    if r.messages is not None else r for r in requests]
         return self.model.generate(offered, on_text=on_text, should_stop=should_stop)
 
@@ -232,7 +229,7 @@ def read_calls(result: Result, problem: Problem, offer: Offer,
         return parsed.error
     if not parsed.calls:
         return None
-    kept = parsed.calls[:1] if offer.single else parsed.calls
+    kept = parsed.calls if offer.parallel_tool_calls else parsed.calls[:1]
     if len(kept) < len(parsed.calls):
         log.info("parallel_tool_calls is false: %d of the reply's %d calls dropped",
                  len(parsed.calls) - 1, len(parsed.calls))
